@@ -1,0 +1,100 @@
+"""The engine: registry -> scheduler -> dispatcher, the same for the cluster and for local files.
+
+It owns no I/O of its own: sources are fed to `engine.registry` by a watch (cluster mode) or a
+file loader (local mode), and events leave through the `Sender` it is given. The engine turns
+each due tick into one delivery job per source, and each finished job into metrics and, when
+delivery gave up, a call to the failure reporter (Kubernetes Events in cluster mode).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from mtping import metrics
+from mtping.delivery import Outcome, Sender
+from mtping.delivery.dispatching import Dispatcher, Job
+from mtping.model import PingSourceSpec, SourceKey
+from mtping.resolving import Resolver
+from mtping.schedule.heap import DueTick
+from mtping.scheduler import Scheduler
+from mtping.sources import Firing, SourceRegistry
+
+log = logging.getLogger(__name__)
+
+
+class FailureReporter(Protocol):
+    def delivery_failed(
+        self, source: SourceKey, uid: str, outcome: Outcome, instant: datetime
+    ) -> None: ...
+
+
+class LogOnlyReporter:
+    def delivery_failed(
+        self, source: SourceKey, uid: str, outcome: Outcome, instant: datetime
+    ) -> None:
+        """Nothing beyond the engine's own log line (local mode has no cluster to tell)."""
+
+
+class Engine:
+    def __init__(
+        self,
+        *,
+        sender: Sender,
+        resolver: Resolver,
+        parse: Callable[[dict[str, Any]], PingSourceSpec],
+        catch_up: timedelta,
+        per_origin_limit: int,
+        reporter: FailureReporter | None = None,
+    ) -> None:
+        self._reporter = reporter or LogOnlyReporter()
+        self.scheduler: Scheduler[SourceKey, Firing] = Scheduler(fire=self._fire, catch_up=catch_up)
+        self.dispatcher = Dispatcher(
+            sender, per_origin_limit=per_origin_limit, on_outcome=self._on_outcome
+        )
+        self.registry = SourceRegistry(scheduler=self.scheduler, resolver=resolver, parse=parse)
+
+    async def run(self) -> None:
+        await self.scheduler.run()
+
+    def _fire(self, tick: DueTick[Firing], now: datetime) -> None:
+        # Each event may be retried until its source's next tick, never past it.
+        give_up_at = asyncio.get_running_loop().time() + (tick.next_instant - now).total_seconds()
+        for firing in tick.payloads:
+            self.dispatcher.submit(
+                Job(
+                    source=firing.key,
+                    template=firing.template,
+                    target=firing.target,
+                    instant=tick.instant,
+                    give_up_at=give_up_at,
+                )
+            )
+
+    def _on_outcome(self, job: Job, outcome: Outcome) -> None:
+        if outcome.delivered:
+            metrics.EVENTS.labels(namespace=job.source.namespace, result="delivered").inc()
+            return
+        result = "dropped" if outcome.attempts == 0 else "given_up"
+        metrics.EVENTS.labels(namespace=job.source.namespace, result=result).inc()
+        metrics.GIVEN_UP.labels(namespace=job.source.namespace, reason=_reason_class(outcome)).inc()
+        log.warning(
+            "%s: event for %s not delivered after %d attempt(s): %s",
+            job.source,
+            job.instant.isoformat(),
+            outcome.attempts,
+            outcome.error,
+        )
+        self._reporter.delivery_failed(job.source, job.template.uid, outcome, job.instant)
+
+
+def _reason_class(outcome: Outcome) -> str:
+    """A bounded label: the status class, or the kind of transport failure."""
+    if outcome.status is not None:
+        return f"{outcome.status // 100}xx"
+    if outcome.attempts == 0:
+        return "dropped"
+    return "timeout" if "timeout" in (outcome.error or "") else "connection"
