@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install peers lint test unit integration cluster cluster-down clean
+.PHONY: install peers lint test unit integration cluster cluster-down clean run
 
 install: $(STAMP)
 
@@ -34,6 +34,10 @@ integration: install peers
 
 test: install peers lint
 	$(BIN)/pytest tests
+
+# No cluster needed: fire config/samples and print the events (Ctrl-C to stop).
+run: install
+	$(BIN)/mtping local config/samples --display
 
 cluster: install peers
 	$(BIN)/python -m tests.harness up --state-dir .cluster

@@ -6,7 +6,11 @@ import argparse
 import asyncio
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
 
 from mtping import __version__
 from mtping.delivery import DeliveryPolicy
@@ -30,6 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mtping {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_run(commands.add_parser("run", help="watch PingSources cluster-wide and fire them"))
+    _add_local(
+        commands.add_parser("local", help="fire PingSources from YAML/JSON files, no cluster")
+    )
+    _add_display(
+        commands.add_parser("display", help="print the CloudEvents POSTed to it (event_display)")
+    )
+    _add_validate(commands.add_parser("validate", help="check PingSource files offline"))
+    _add_next(commands.add_parser("next", help="print when a schedule fires next"))
     return parser
 
 
@@ -103,6 +115,129 @@ def _add_run(run: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_local(local: argparse.ArgumentParser) -> None:
+    local.add_argument(
+        "paths",
+        nargs="+",
+        type=Path,
+        metavar="PATH",
+        help="PingSource files, or folders of *.yaml, *.yml, *.json; re-read when they change",
+    )
+    sink = local.add_mutually_exclusive_group()
+    sink.add_argument(
+        "--sink",
+        type=_sink_url,
+        metavar="URL",
+        help="send every source's events here (needed for sink.ref sources)",
+    )
+    sink.add_argument(
+        "--display",
+        action="store_true",
+        help="start the built-in display and send every event to it (printed on stdout)",
+    )
+    local.add_argument(
+        "--metrics-port",
+        type=_port,
+        default=0,
+        metavar="N",
+        help="serve Prometheus /metrics on this port (default: off)",
+    )
+    local.add_argument(
+        "--default-timezone",
+        type=_timezone,
+        default="UTC",
+        metavar="TZ",
+        help="zone of schedules without spec.timezone or CRON_TZ= (default UTC)",
+    )
+
+
+def _add_display(display: argparse.ArgumentParser) -> None:
+    display.add_argument(
+        "--port", type=_port, default=8080, help="port to listen on (default %(default)s)"
+    )
+    display.add_argument(
+        "--host", default="0.0.0.0", help="address to listen on (default %(default)s)"
+    )
+    display.add_argument(
+        "--json",
+        action="store_true",
+        dest="as_json",
+        help="one JSON object per event and line (CloudEvents JSON format)",
+    )
+
+
+def _add_validate(validate: argparse.ArgumentParser) -> None:
+    validate.add_argument(
+        "paths", nargs="+", type=Path, metavar="PATH", help="PingSource files or folders"
+    )
+    validate.add_argument(
+        "--default-timezone",
+        type=_timezone,
+        default="UTC",
+        metavar="TZ",
+        help="zone of schedules without spec.timezone or CRON_TZ= (default UTC)",
+    )
+
+
+def _add_next(next_: argparse.ArgumentParser) -> None:
+    next_.add_argument(
+        "schedule",
+        nargs="+",
+        metavar="SCHEDULE",
+        help='cron schedule, quoted: "*/5 * * * *", "0 */2 * * * *" (seconds), "@daily"',
+    )
+    next_.add_argument("--timezone", metavar="TZ", help="IANA zone of the schedule (default UTC)")
+    next_.add_argument(
+        "--count", type=_positive_int, default=5, metavar="N", help="how many (default 5)"
+    )
+    next_.add_argument(
+        "--after",
+        type=_instant,
+        metavar="RFC3339",
+        help="start after this instant, e.g. 2026-03-28T12:00:00Z (default: now)",
+    )
+
+
+def _sink_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an absolute http(s) URL")
+    return text
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a port number (0-65535)")
+    return port
+
+
+def _positive_int(text: str) -> int:
+    number = int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive number")
+    return number
+
+
+def _timezone(text: str) -> str:
+    from mtping.schedule import TimezoneError, validate_timezone
+
+    try:
+        return validate_timezone(text)
+    except TimezoneError as error:
+        raise argparse.ArgumentTypeError(str(error)) from error
+
+
+def _instant(text: str) -> datetime:
+    try:
+        instant = datetime.fromisoformat(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an RFC 3339 timestamp") from error
+    if instant.utcoffset() is None:
+        raise argparse.ArgumentTypeError(f"{text!r} has no offset: add Z or +HH:MM")
+    return instant
+
+
 def settings_from(args: argparse.Namespace, env: dict[str, str]) -> Settings:
     defaults = Settings()
     timeout = sink_timeout_from_env(env, defaults.delivery.attempt_timeout)
@@ -134,6 +269,8 @@ def settings_from(args: argparse.Namespace, env: dict[str, str]) -> Settings:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command != "run":
+        return _OFFLINE_COMMANDS[args.command](args)
     try:
         settings = settings_from(args, dict(os.environ))
     except SettingsError as error:
@@ -148,6 +285,61 @@ def _run(settings: Settings) -> int:
     logs.configure(log_format=settings.log_format, level=settings.log_level)
     with asyncio.Runner(loop_factory=_loop_factory()) as runner:
         return runner.run(app.run(settings))
+
+
+def _local(args: argparse.Namespace) -> int:
+    from mtping import local_app, logs
+
+    logs.configure(log_format="text", level="warning")
+    options = local_app.LocalOptions(
+        paths=tuple(args.paths),
+        sink=args.sink,
+        display=args.display,
+        metrics_port=args.metrics_port,
+        default_timezone=args.default_timezone,
+    )
+    return _run_until_complete(local_app.run_local(options))
+
+
+def _display(args: argparse.Namespace) -> int:
+    from mtping import local_app
+
+    options = local_app.DisplayOptions(host=args.host, port=args.port, as_json=args.as_json)
+    return _run_until_complete(local_app.run_display(options))
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from mtping import commands
+
+    return commands.validate(
+        args.paths, default_timezone=args.default_timezone, out=sys.stdout, err=sys.stderr
+    )
+
+
+def _next(args: argparse.Namespace) -> int:
+    from mtping import commands
+
+    return commands.next_fires(
+        " ".join(args.schedule),
+        timezone=args.timezone,
+        count=args.count,
+        after=args.after,
+        out=sys.stdout,
+        err=sys.stderr,
+    )
+
+
+_OFFLINE_COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "local": _local,
+    "display": _display,
+    "validate": _validate,
+    "next": _next,
+}
+
+
+def _run_until_complete(main: Coroutine[Any, Any, int]) -> int:
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        return runner.run(main)
 
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

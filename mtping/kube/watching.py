@@ -15,10 +15,12 @@ decides nothing about what an object means; the consumer does.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
-from collections.abc import AsyncIterator, Callable, Mapping
+import time
+from collections.abc import AsyncGenerator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -40,6 +42,9 @@ class Resource:
     plural: str
 
 
+# A watch that ends sooner than this was not a normal server-side timeout.
+MIN_WATCH_SECONDS = 1.0
+
 PINGSOURCES = Resource(group="sources.knative.dev", version="v1", plural="pingsources")
 
 
@@ -50,6 +55,8 @@ class WatchSettings:
     server_timeout: int = 300
     # Bookmarks arrive about once a minute, so a stream silent for this long is dead.
     inactivity_timeout: float = 150.0
+    # A list page slower than this is abandoned and the list retried.
+    list_timeout: float = 60.0
     backoff_initial: float = 0.5
     backoff_max: float = 30.0
 
@@ -60,6 +67,13 @@ class Consumer(Protocol):
     def replace_all(self, objects: list[RawObject]) -> None: ...
 
     def apply(self, event_type: str, obj: RawObject) -> None: ...
+
+
+@dataclass(slots=True)
+class _Cursor:
+    """The newest resourceVersion seen; it outlives a broken stream, so the watch resumes there."""
+
+    version: str
 
 
 class Backoff:
@@ -120,7 +134,9 @@ async def _watch_continuously(
 ) -> None:
     while True:
         metrics.RELISTS.labels(reason=reason).inc()
-        objects, version = await list_all(api, resource, page_size=settings.page_size)
+        objects, version = await list_all(
+            api, resource, page_size=settings.page_size, page_timeout=settings.list_timeout
+        )
         consumer.replace_all(objects)
         on_synced()
         backoff.reset()
@@ -149,29 +165,33 @@ async def _watch_from(
     backoff: Backoff,
 ) -> None:
     """Watch from `version` forever, resuming after broken streams; raises WatchExpired."""
+    cursor = _Cursor(version)
     while True:
+        began = time.monotonic()
         try:
-            version = await _watch_once(
-                api, consumer, resource=resource, settings=settings, version=version
-            )
+            await _watch_once(api, consumer, resource=resource, settings=settings, cursor=cursor)
             metrics.WATCH_RESTARTS.labels(reason="timeout").inc()
-            backoff.reset()
+            # A server that ends every watch at once must not make us spin.
+            if time.monotonic() - began < MIN_WATCH_SECONDS:
+                await asyncio.sleep(backoff.next_delay())
+            else:
+                backoff.reset()
         except (ApiUnavailable, ApiStatusError) as error:
             metrics.WATCH_RESTARTS.labels(reason="error").inc()
             delay = backoff.next_delay()
-            log.warning("watch broke, resuming from %s in %.1fs: %s", version, delay, error)
+            log.warning("watch broke, resuming from %s in %.1fs: %s", cursor.version, delay, error)
             await asyncio.sleep(delay)
 
 
 async def list_all(
-    api: ApiClient, resource: Resource, *, page_size: int
+    api: ApiClient, resource: Resource, *, page_size: int, page_timeout: float = 60.0
 ) -> tuple[list[RawObject], str]:
     """Every object of `resource` in all namespaces, page by page, and the list's version."""
     objects: list[RawObject] = []
     token: str | None = None
     while True:
         page = await _request_json(
-            api, resource, limit=page_size, _continue=token, _request_timeout=60
+            api, resource, limit=page_size, _continue=token, _request_timeout=page_timeout
         )
         objects.extend(page.get("items") or [])
         listed_meta = page.get("metadata") or {}
@@ -186,24 +206,27 @@ async def _watch_once(
     *,
     resource: Resource,
     settings: WatchSettings,
-    version: str,
-) -> str:
-    """One watch request; returns the newest resourceVersion seen when the server ends it."""
+    cursor: _Cursor,
+) -> None:
+    """One watch request from `cursor`, advancing it with every event, until the server ends it."""
     server_timeout = int(settings.server_timeout * random.uniform(1.0, 1.2))
-    async for event in _stream_events(api, resource, settings, version, server_timeout):
-        kind = event.get("type")
-        obj = event.get("object") or {}
-        if kind == "ERROR":
-            _raise_watch_error(obj)
-        version = (obj.get("metadata") or {}).get("resourceVersion") or version
-        if kind in ("ADDED", "MODIFIED", "DELETED"):
-            consumer.apply(kind, obj)
-    return version
+    stream = _stream_events(api, resource, settings, cursor.version, server_timeout)
+    # aclosing: on an ERROR event the response is released now, not when the generator is
+    # garbage collected.
+    async with contextlib.aclosing(stream) as events:
+        async for event in events:
+            kind = event.get("type")
+            obj = event.get("object") or {}
+            if kind == "ERROR":
+                _raise_watch_error(obj)
+            cursor.version = (obj.get("metadata") or {}).get("resourceVersion") or cursor.version
+            if kind in ("ADDED", "MODIFIED", "DELETED"):
+                consumer.apply(kind, obj)
 
 
 async def _stream_events(
     api: ApiClient, resource: Resource, settings: WatchSettings, version: str, server_timeout: int
-) -> AsyncIterator[Mapping[str, Any]]:
+) -> AsyncGenerator[Mapping[str, Any], None]:
     client_timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=10, sock_read=settings.inactivity_timeout
     )
@@ -225,9 +248,18 @@ async def _stream_events(
                 raise ApiUnavailable(f"watch stream broke: {error!r}") from error
             if not line:
                 return
-            yield json.loads(line)
+            yield _decode(line)
     finally:
         response.release()
+
+
+def _decode(line: bytes) -> Mapping[str, Any]:
+    try:
+        event: Mapping[str, Any] = json.loads(line)
+    except ValueError as error:
+        # A line cut short by a proxy that ended the response cleanly: resume before it.
+        raise ApiUnavailable(f"watch stream sent a malformed event: {error}") from error
+    return event
 
 
 def _raise_watch_error(status: Mapping[str, Any]) -> None:
@@ -243,7 +275,7 @@ async def _request_json(api: ApiClient, resource: Resource, **params: Any) -> Ra
     try:
         await _raise_for_status(response)
         body: RawObject = await response.json(loads=json.loads)
-    except aiohttp.ClientError as error:
+    except (aiohttp.ClientError, TimeoutError, ValueError) as error:
         raise ApiUnavailable(f"reading list response failed: {error!r}") from error
     finally:
         response.release()
@@ -264,7 +296,10 @@ async def _request(api: ApiClient, resource: Resource, **params: Any) -> aiohttp
 async def _raise_for_status(response: aiohttp.ClientResponse) -> None:
     if response.status < 300:
         return
-    text = await response.text()
+    try:
+        text = await response.text()
+    except (aiohttp.ClientError, TimeoutError) as error:
+        raise ApiUnavailable(f"reading a {response.status} response failed: {error!r}") from error
     try:
         message = json.loads(text).get("message", text)
     except ValueError:

@@ -92,14 +92,14 @@ class FakeApiserver:
 
     A watch script that runs out without `End` or `Abort` keeps the stream open and silent.
     Events live in `events` by (namespace, name); `event_failures` answers the next Event
-    requests with those statuses instead.
+    requests with those statuses (or never answers them) instead.
     """
 
     lists: deque[ListReply] = field(default_factory=deque)
     default_list: ListReply = field(default_factory=lambda: Listing([], "1"))
     watches: deque[WatchReply] = field(default_factory=deque)
     events: dict[tuple[str, str], RawObject] = field(default_factory=dict)
-    event_failures: deque[int] = field(default_factory=deque)
+    event_failures: deque[int | Stalling] = field(default_factory=deque)
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
     _snapshots: list[Listing] = field(default_factory=list)
@@ -181,18 +181,18 @@ class FakeApiserver:
         await asyncio.Event().wait()  # silent until the client goes (the handler is cancelled)
         return response
 
-    async def _create_event(self, request: web.Request) -> web.Response:
+    async def _create_event(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
         if self.event_failures:
-            return _status(Failing(self.event_failures.popleft()))
+            return await _fail(request, self.event_failures.popleft())
         self.events[(request.match_info["namespace"], body["metadata"]["name"])] = body
         return web.json_response(body, status=201)
 
-    async def _patch_event(self, request: web.Request) -> web.Response:
+    async def _patch_event(self, request: web.Request) -> web.StreamResponse:
         body = await self._record(request)
         key = (request.match_info["namespace"], request.match_info["name"])
         if self.event_failures:
-            return _status(Failing(self.event_failures.popleft()))
+            return await _fail(request, self.event_failures.popleft())
         if key not in self.events:
             return _status(Failing(404, "NotFound"))
         self.events[key].update(body)
@@ -217,6 +217,13 @@ async def _play(step: WatchStep, request: web.Request, response: web.StreamRespo
         request.transport.abort()
     elif isinstance(step, dict):
         await response.write(json.dumps(step).encode() + b"\n")
+
+
+async def _fail(request: web.Request, failure: int | Stalling) -> web.Response:
+    if isinstance(failure, Stalling):
+        await asyncio.Event().wait()  # until the client gives up (the handler is cancelled)
+    assert isinstance(failure, int)
+    return _status(Failing(failure))
 
 
 async def _stall(request: web.Request) -> web.StreamResponse:
@@ -259,7 +266,7 @@ async def eventually(check: Callable[[], bool], *, within: float = 2.0) -> None:
     """Wait until `check()` holds, polling every couple of milliseconds; fail after `within`."""
     async with asyncio.timeout(within):
         # Polling, not an Event: the checks read state that no one signals (metrics, lists).
-        while not check():  # noqa: ASYNC110
+        while not check():
             await asyncio.sleep(0.002)
 
 
