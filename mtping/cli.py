@@ -288,7 +288,8 @@ def _run(settings: Settings) -> int:
 
 
 def _local(args: argparse.Namespace) -> int:
-    from mtping import local_app, logs
+    from mtping import logs
+    from mtping.local import app as local_app
 
     logs.configure(log_format="text", level="warning")
     options = local_app.LocalOptions(
@@ -302,7 +303,7 @@ def _local(args: argparse.Namespace) -> int:
 
 
 def _display(args: argparse.Namespace) -> int:
-    from mtping import local_app
+    from mtping.local import app as local_app
 
     options = local_app.DisplayOptions(host=args.host, port=args.port, as_json=args.as_json)
     return _run_until_complete(local_app.run_display(options))

@@ -12,7 +12,10 @@ CloudEvents SDK (`cloudevents.core.bindings.http`), with one guard: the SDK fill
 those are checked first and a missing `time` stays missing. The body of a binary event is kept
 as received, not re-encoded. A request that is not a CloudEvent gets a 400 (415 for an event
 format other than JSON) whose body says why, and nothing is printed. `GET /healthz` answers 204,
-as Knative's display does. This module never sends anything and keeps no state.
+as Knative's display does. Two small departures from Go: any JSON media type (`+json`, or a
+structured event without one, which the spec says is JSON) is pretty-printed, not only
+`application/json`; times show microseconds at most (Python datetimes). This module never
+sends anything and keeps no state.
 """
 
 from __future__ import annotations

@@ -25,13 +25,14 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
 import yaml
 
+from mtping.lifecycle import Parse
 from mtping.model import InvalidSource, PingSourceSpec
 from mtping.model.reader import json_type
 
@@ -41,8 +42,6 @@ GROUP: Final = "sources.knative.dev"
 KIND: Final = "PingSource"
 # Fixed forever: changing it changes the uid, hence every event id, of every local source.
 LOCAL_UID_NAMESPACE: Final = uuid.uuid5(uuid.NAMESPACE_URL, "urn:mtping:local-pingsource-uid")
-
-Parse = Callable[[dict[str, Any]], PingSourceSpec]
 
 
 class _Loader(yaml.SafeLoader):

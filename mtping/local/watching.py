@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from mtping.delivery import Target
-from mtping.local.loading import FileLoad, LocalSource, Parse, Problem, find_files, load_file
+from mtping.lifecycle import Parse
+from mtping.local.loading import FileLoad, LocalSource, Problem, find_files, load_file
 from mtping.model import SourceKey
 from mtping.resolving import Resolver, Unresolved
 

@@ -3,9 +3,10 @@
 Its job: start them with the flags and environment they need outside a cluster, and hand back
 a handle to stop them and read their logs. Facts it relies on (from Knative's source):
 event_display always listens on :8080 (the CloudEvents SDK's default; no flag or env changes
-it); knative-mtping reads `--kubeconfig`, needs NAMESPACE/SYSTEM_NAMESPACE, serves health
-probes on :8080 (a bind failure there is ignored) and pprof on $PROFILING_PORT. It must never
-pick ports by name-guessing nor leave the peers running (ManagedProcess reaps them).
+it); knative-mtping reads `--kubeconfig`, needs NAMESPACE/SYSTEM_NAMESPACE and the
+ConfigMaps config-logging and config-observability there, serves health probes on :8080 (a
+bind failure there is ignored) and pprof on $PROFILING_PORT. It must never leave the peers
+running (ManagedProcess reaps them).
 """
 
 from __future__ import annotations
@@ -14,11 +15,15 @@ import asyncio
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.harness import binaries
+from tests.harness.controlplane import ControlPlane
 from tests.harness.process import ManagedProcess, free_port, port_is_free
 
 EVENT_DISPLAY_PORT = 8080
+KNATIVE_NAMESPACE = "knative-eventing"
+KNATIVE_CONFIG_MAPS = ("config-logging", "config-observability")
 _EVENT_DISPLAY_READY = "Probes server listening"
 
 
@@ -75,15 +80,41 @@ async def wait_until_listening(peer: Peer) -> None:
 
 
 def start_knative_mtping(
-    kubeconfig: Path, *, log_dir: Path, namespace: str = "knative-eventing"
+    control_plane: ControlPlane,
+    *,
+    log_dir: Path,
+    kubeconfig: Path | None = None,
+    namespace: str = KNATIVE_NAMESPACE,
 ) -> Peer:
-    """Start Knative's pingsource-mt-adapter (without leader election) against `kubeconfig`."""
+    """Start Knative's pingsource-mt-adapter (no leader election) against the control plane.
+
+    Creates what it insists on first (its namespace and watched ConfigMaps); authenticates
+    with `kubeconfig`, the admin one by default.
+    """
+    for obj in _knative_system_objects(namespace):
+        control_plane.apply(obj)
     binary = binaries.require(binaries.KNATIVE_MTPING)
+    kubeconfig = kubeconfig or control_plane.kubeconfig
     argv = [str(binary), f"--kubeconfig={kubeconfig}", "--disable-ha"]
     process = ManagedProcess(
         argv, log_path=log_dir / "knative-mtping.log", env=_mtping_env(namespace)
     )
     return Peer(process=process)
+
+
+def _knative_system_objects(namespace: str) -> list[dict[str, Any]]:
+    # Its ConfigMap watcher refuses to start while a watched ConfigMap is missing.
+    namespace_obj = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}
+    config_maps = [
+        {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": namespace},
+            "data": {},
+        }
+        for name in KNATIVE_CONFIG_MAPS
+    ]
+    return [namespace_obj, *config_maps]
 
 
 def _mtping_env(namespace: str) -> dict[str, str]:

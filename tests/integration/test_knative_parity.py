@@ -21,14 +21,21 @@ from tests.integration.test_adapter import create_source, mark_ready
 
 DOCUMENTED_DIFFERENCES = {"ce-id", "ce-time"}
 TRANSPORT_HEADERS = {
-    "host", "user-agent", "content-length", "accept-encoding", "connection",
-    "traceparent", "tracestate",
+    "host",
+    "user-agent",
+    "content-length",
+    "accept-encoding",
+    "connection",
+    "traceparent",
+    "tracestate",
 }
 SOURCES: dict[str, dict[str, Any]] = {
-    "json": {"contentType": "application/json", "data": '{"greeting": "hi"}',
-             "ceOverrides": {"extensions": {"team": "parity", "shard": "7"}}},
-    "b64": {"contentType": "text/plain",
-            "dataBase64": base64.b64encode(b"plain bytes").decode()},
+    "json": {
+        "contentType": "application/json",
+        "data": '{"greeting": "hi"}',
+        "ceOverrides": {"extensions": {"team": "parity", "shard": "7"}},
+    },
+    "b64": {"contentType": "text/plain", "dataBase64": base64.b64encode(b"plain bytes").decode()},
     "bare": {},
 }
 
@@ -38,20 +45,28 @@ def _by_adapter(received: list[Received], name: str) -> dict[str, Received]:
     firsts: dict[str, Received] = {}
     for request in received:
         if request.headers["ce-source"].endswith(f"/{name}"):
-            who = "mtping" if request.headers.get("user-agent", "").startswith("mtping") else "knative"
+            who = (
+                "mtping"
+                if request.headers.get("user-agent", "").startswith("mtping")
+                else "knative"
+            )
             firsts.setdefault(who, request)
     return firsts
 
 
 def _consumer_view(request: Received) -> dict[str, str]:
     return {
-        name.lower(): value for name, value in request.headers.items()
+        name.lower(): value
+        for name, value in request.headers.items()
         if name.lower() not in TRANSPORT_HEADERS | DOCUMENTED_DIFFERENCES
     }
 
 
 async def test_mtping_and_knative_send_the_same_events(
-    control_plane: ControlPlane, namespace: str, sink: RecordingSink, run_mtping: Any,
+    control_plane: ControlPlane,
+    namespace: str,
+    sink: RecordingSink,
+    run_mtping: Any,
     tmp_path: Path,
 ) -> None:
     mtping = run_mtping("--mode=adapter")
@@ -59,8 +74,12 @@ async def test_mtping_and_knative_send_the_same_events(
     try:
         await mtping.wait_ready()
         for name, spec in SOURCES.items():
-            create_source(control_plane, namespace, name,
-                          {"schedule": "*/2 * * * * *", "sink": {"uri": sink.url}, **spec})
+            create_source(
+                control_plane,
+                namespace,
+                name,
+                {"schedule": "*/2 * * * * *", "sink": {"uri": sink.url}, **spec},
+            )
             mark_ready(control_plane, namespace, name, sink.url)
 
         await sink.wait_for(
@@ -70,14 +89,19 @@ async def test_mtping_and_knative_send_the_same_events(
         knative.stop()
 
     for name in SOURCES:
-        ours, theirs = _by_adapter(sink.received, name)["mtping"], _by_adapter(
-            sink.received, name)["knative"]
+        ours, theirs = (
+            _by_adapter(sink.received, name)["mtping"],
+            _by_adapter(sink.received, name)["knative"],
+        )
         assert _consumer_view(ours) == _consumer_view(theirs), name
         assert ours.body == theirs.body, name
         assert ours.headers["ce-id"] != theirs.headers["ce-id"]
     # Ours carries the scheduled instant; Knative's the send time after up to 500 ms of sleep.
-    assert all(r.ce_time.microsecond == 0 for r in sink.received
-               if r.headers.get("user-agent", "").startswith("mtping"))
+    assert all(
+        r.ce_time.microsecond == 0
+        for r in sink.received
+        if r.headers.get("user-agent", "").startswith("mtping")
+    )
 
 
 async def test_events_reach_knatives_event_display(
@@ -88,9 +112,17 @@ async def test_events_reach_knatives_event_display(
         await asyncio.wait_for(wait_until_listening(display), timeout=15)
         mtping = run_mtping()
         await mtping.wait_ready()
-        create_source(control_plane, namespace, "to-display", {
-            "schedule": "* * * * * *", "contentType": "application/json",
-            "data": '{"message": "hello, world!"}', "sink": {"uri": display.url}})
+        create_source(
+            control_plane,
+            namespace,
+            "to-display",
+            {
+                "schedule": "* * * * * *",
+                "contentType": "application/json",
+                "data": '{"message": "hello, world!"}',
+                "sink": {"uri": display.url},
+            },
+        )
         log = await asyncio.wait_for(display.wait_for_log("hello, world!"), timeout=10)
     finally:
         display.stop()

@@ -1,6 +1,6 @@
 """Lifecycles of the commands that need no cluster: `mtping local` and `mtping display`.
 
-`mtping local` runs exactly the engine of `mtping run` (`app.build_engine`: registry,
+`mtping local` runs exactly the engine of `mtping run` (`lifecycle.build_engine`: registry,
 scheduler, dispatcher, sender, event template code), fed by the file Reloader instead of a
 watch, with `LocalResolver` instead of a cluster resolver. With `--display` the built-in
 display serves on a free loopback port in the same process and is the sink. On SIGINT or
@@ -19,18 +19,23 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from mtping.app import Stopper, build_engine
 from mtping.console import Console, Style
 from mtping.delivery import Sender
 from mtping.display import EventPrinter, build_app, serving
 from mtping.engine import Engine
-from mtping.local.loading import Parse
+from mtping.lifecycle import (
+    Stopper,
+    build_engine,
+    cancel,
+    drain,
+    source_parser,
+    until_stopped,
+)
 from mtping.local.reporting import report_reload, summary
 from mtping.local.resolving import LocalResolver
 from mtping.local.watching import POLL_SECONDS, Reloader
-from mtping.model import Limits, parse_source
 from mtping.probes import Probes, build_apps, start_servers
 from mtping.settings import ScheduleSettings, ServerSettings, Settings
 
@@ -71,7 +76,7 @@ async def run_local(
     if missing:
         console.line(f"mtping local: no such file or folder: {', '.join(missing)}")
         return 2
-    stopper = stopper or _installed_stopper()
+    stopper = stopper or Stopper().install()
     settings = _settings(options)
     async with Sender(settings.delivery) as sender, AsyncExitStack() as stack:
         sink = options.sink
@@ -85,7 +90,7 @@ async def run_local(
         engine = build_engine(settings, sender, resolver)
         reloader = Reloader(
             paths=options.paths,
-            parse=_parser(settings),
+            parse=source_parser(settings),
             resolver=resolver,
             registry=engine.registry,
             on_reload=partial(report_reload, console),
@@ -103,8 +108,9 @@ async def run_local(
             asyncio.create_task(reloader.run(), name="reload"),
             asyncio.create_task(engine.run(), name="scheduler"),
         ]
-        await _until_stopped(stopper, tasks)
-        await _drain(engine, stopper, options.drain_seconds)
+        await until_stopped(stopper, tasks)
+        await cancel(tasks)
+        await drain(engine, stopper, options.drain_seconds)
     return 0
 
 
@@ -117,7 +123,7 @@ async def run_display(
 ) -> int:
     """`mtping display`: print every CloudEvent received until a signal comes."""
     console = Console(status or sys.stderr)
-    stopper = stopper or _installed_stopper()
+    stopper = stopper or Stopper().install()
     printer = EventPrinter(Console(events or sys.stdout), as_json=options.as_json)
     try:
         async with serving(build_app(printer), host=options.host, port=options.port) as url:
@@ -129,24 +135,11 @@ async def run_display(
     return 0
 
 
-def _installed_stopper() -> Stopper:
-    stopper = Stopper()
-    stopper.install()
-    return stopper
-
-
 def _settings(options: LocalOptions) -> Settings:
     return Settings(
         schedule=ScheduleSettings(default_timezone=options.default_timezone),
         servers=ServerSettings(health_port=0, metrics_port=options.metrics_port),
         drain_seconds=options.drain_seconds,
-    )
-
-
-def _parser(settings: Settings) -> Parse:
-    # The same validation build_engine gives the registry, so what loads here also schedules.
-    return partial(
-        parse_source, default_timezone=settings.schedule.default_timezone, limits=Limits()
     )
 
 
@@ -156,27 +149,3 @@ async def _start_metrics(stack: AsyncExitStack, engine: Engine, port: int, host:
     probes = Probes(last_turn=lambda: engine.scheduler.last_turn)
     for runner in await start_servers(build_apps(probes, health_port=0, metrics_port=port), host):
         stack.push_async_callback(runner.cleanup)
-
-
-async def _until_stopped(stopper: Stopper, tasks: list[asyncio.Task[None]]) -> None:
-    """Wait for a signal, then cancel `tasks`; a task ending on its own is a bug: re-raised."""
-    stop: asyncio.Task[Any] = asyncio.create_task(stopper.requested.wait())
-    done, _ = await asyncio.wait([stop, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    stop.cancel()
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(stop, *tasks, return_exceptions=True)
-    for task in done:
-        if task is not stop and not task.cancelled() and task.exception() is not None:
-            raise RuntimeError(f"task {task.get_name()} failed") from task.exception()
-
-
-async def _drain(engine: Engine, stopper: Stopper, seconds: float) -> None:
-    """Let in-flight deliveries finish, for at most `seconds` or until a second signal."""
-    drained = asyncio.create_task(engine.dispatcher.drain(seconds))
-    forced = asyncio.create_task(stopper.forced.wait())
-    await asyncio.wait([drained, forced], return_when=asyncio.FIRST_COMPLETED)
-    for task in (drained, forced):
-        task.cancel()
-    await asyncio.gather(drained, forced, return_exceptions=True)
-    await engine.dispatcher.close()
