@@ -31,6 +31,7 @@ SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 CRD_API = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
 _START_TIMEOUT = 90.0
 _CRD_TIMEOUT = 60.0
+_TOKEN_LIFETIME_S = 24 * 3600
 # A direct opener: loopback must not go through any configured proxy.
 _PLAIN_HTTP = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -59,10 +60,10 @@ class ControlPlane:
 
     def start(self) -> Self:
         """Start a fresh etcd, then the apiserver; on any failure stop everything and raise."""
-        binaries.require(binaries.ETCD)
-        binaries.require(binaries.KUBE_APISERVER)
         began = time.monotonic()
         try:
+            binaries.require(binaries.ETCD)
+            binaries.require(binaries.KUBE_APISERVER)
             self._prepare()
             self.start_etcd()
             self.timings["etcd_ready_s"] = time.monotonic() - began
@@ -341,7 +342,11 @@ class ControlPlane:
         except ApiError as error:
             if error.status != 409:
                 raise
-        request = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest", "spec": {}}
+        request = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": _TOKEN_LIFETIME_S},  # outlives a long `up` session
+        }
         answer = self.rest.request("POST", f"{accounts}/{name}/token", body=request)
         return str(answer["status"]["token"])
 

@@ -53,3 +53,36 @@ def _user(credentials: Credentials) -> dict[str, Any]:
 
 def _embed(path: Path) -> str:
     return base64.b64encode(path.read_bytes()).decode()
+
+
+def read_kubeconfig(path: Path, *, scratch_dir: Path) -> Credentials:
+    """Credentials of the current context of a kubeconfig with embedded (base64) data.
+
+    TLS needs files, so embedded certificates and keys are written to `scratch_dir` (0600).
+    """
+    document = yaml.safe_load(path.read_text())
+    context = _named(document["contexts"], document["current-context"])["context"]
+    cluster = _named(document["clusters"], context["cluster"])["cluster"]
+    user = _named(document["users"], context["user"])["user"]
+    scratch_dir.mkdir(parents=True, exist_ok=True)
+    files = {key: _unembed(scratch_dir / key, user[key]) for key in _CLIENT_DATA if key in user}
+    return Credentials(
+        server=cluster["server"],
+        ca_file=_unembed(scratch_dir / "ca", cluster["certificate-authority-data"]),
+        cert_file=files.get("client-certificate-data"),
+        key_file=files.get("client-key-data"),
+        token=user.get("token"),
+    )
+
+
+_CLIENT_DATA = ("client-certificate-data", "client-key-data")
+
+
+def _named(entries: list[dict[str, Any]], name: str) -> dict[str, Any]:
+    return next(entry for entry in entries if entry["name"] == name)
+
+
+def _unembed(path: Path, data: str) -> Path:
+    path.write_bytes(base64.b64decode(data))
+    path.chmod(0o600)
+    return path

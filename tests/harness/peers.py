@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from tests.harness import binaries
-from tests.harness.controlplane import ControlPlane
+from tests.harness.kubeconfig import read_kubeconfig
+from tests.harness.manifests import Applier
 from tests.harness.process import ManagedProcess, free_port, port_is_free
+from tests.harness.rest import RestClient
 
 EVENT_DISPLAY_PORT = 8080
 KNATIVE_NAMESPACE = "knative-eventing"
 KNATIVE_CONFIG_MAPS = ("config-logging", "config-observability")
-_EVENT_DISPLAY_READY = "Probes server listening"
 
 
 class PeerError(RuntimeError):
@@ -56,7 +57,10 @@ class Peer:
 def start_event_display(*, log_dir: Path) -> Peer:
     """Start event_display on :8080 (its only port); PeerError if :8080 is taken."""
     if not port_is_free(EVENT_DISPLAY_PORT):
-        raise PeerError(f"event_display needs port {EVENT_DISPLAY_PORT}, which is in use")
+        raise PeerError(
+            f"event_display needs port {EVENT_DISPLAY_PORT}, which is in use (it takes no "
+            "flags: even `event_display --version` starts a server there)"
+        )
     binary = binaries.require(binaries.EVENT_DISPLAY)
     env = {**os.environ, "REQUEST_LOGGING_ENABLED": "false"}
     process = ManagedProcess([str(binary)], log_path=log_dir / "event_display.log", env=env)
@@ -80,21 +84,18 @@ async def wait_until_listening(peer: Peer) -> None:
 
 
 def start_knative_mtping(
-    control_plane: ControlPlane,
-    *,
-    log_dir: Path,
-    kubeconfig: Path | None = None,
-    namespace: str = KNATIVE_NAMESPACE,
+    kubeconfig: Path, *, log_dir: Path, namespace: str = KNATIVE_NAMESPACE
 ) -> Peer:
-    """Start Knative's pingsource-mt-adapter (no leader election) against the control plane.
+    """Start Knative's pingsource-mt-adapter (no leader election) against `kubeconfig`.
 
-    Creates what it insists on first (its namespace and watched ConfigMaps); authenticates
-    with `kubeconfig`, the admin one by default.
+    First creates what it insists on (its namespace and watched ConfigMaps) with the same
+    kubeconfig, so pass one allowed to (the control plane's admin kubeconfig).
     """
+    credentials = read_kubeconfig(kubeconfig, scratch_dir=log_dir / "knative-mtping-credentials")
+    applier = Applier(RestClient(credentials))
     for obj in _knative_system_objects(namespace):
-        control_plane.apply(obj)
+        applier.apply(obj)
     binary = binaries.require(binaries.KNATIVE_MTPING)
-    kubeconfig = kubeconfig or control_plane.kubeconfig
     argv = [str(binary), f"--kubeconfig={kubeconfig}", "--disable-ha"]
     process = ManagedProcess(
         argv, log_path=log_dir / "knative-mtping.log", env=_mtping_env(namespace)

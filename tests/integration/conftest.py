@@ -9,15 +9,18 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import AsyncIterator, Generator, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient
 
+from tests.harness.binaries import REPO_ROOT
 from tests.harness.controlplane import ControlPlane
+from tests.harness.mtping import MtpingProcess, start_mtping
 from tests.harness.rest import ApiError
+from tests.harness.sinks import RecordingSink
 
 _HERE = Path(__file__).resolve().parent
 _PINGSOURCES = "/apis/sources.knative.dev/v1/namespaces/{namespace}/pingsources"
@@ -74,3 +77,40 @@ async def admin_api(control_plane: ControlPlane) -> AsyncIterator[ApiClient]:
     client = await config.new_client_from_config(config_file=str(control_plane.kubeconfig))
     async with client:
         yield client
+
+
+# -- running mtping ---------------------------------------------------------------------
+
+SYSTEM_NAMESPACE = "knative-eventing"
+SERVICE_ACCOUNT = "pingsource-mt-adapter"
+
+
+@pytest.fixture(scope="session")
+def adapter_kubeconfig(control_plane: ControlPlane) -> Path:
+    """A kubeconfig for config/'s ServiceAccount, bound by exactly config/rbac.yaml."""
+    control_plane.apply_manifest(REPO_ROOT / "config" / "namespace.yaml")
+    control_plane.apply_manifest(REPO_ROOT / "config" / "rbac.yaml")
+    return control_plane.service_account_kubeconfig(SYSTEM_NAMESPACE, SERVICE_ACCOUNT)
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[RecordingSink]:
+    recording = await RecordingSink().start()
+    yield recording
+    await recording.stop()
+
+
+@pytest.fixture
+def run_mtping(adapter_kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[..., MtpingProcess]]:
+    """Start `mtping run` with extra flags; every process started is stopped after the test."""
+    started: list[MtpingProcess] = []
+
+    def start(*args: str) -> MtpingProcess:
+        process = start_mtping(adapter_kubeconfig, log_dir=tmp_path, args=args)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        process.stop()
+        assert "Traceback" not in process.log_text(), process.log_text()

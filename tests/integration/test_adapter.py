@@ -13,101 +13,19 @@ import itertools
 import json
 import time
 import urllib.request
-from collections.abc import AsyncIterator, Callable, Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-
 from mtping.event import event_id
-from tests.harness.binaries import REPO_ROOT
 from tests.harness.controlplane import ControlPlane
-from tests.harness.mtping import MtpingProcess, start_mtping
 from tests.harness.sinks import BlackHole, Received, RecordingSink
-
-GROUP = "sources.knative.dev"
-SYSTEM_NAMESPACE = "knative-eventing"
-SERVICE_ACCOUNT = "pingsource-mt-adapter"
-MERGE_PATCH = "application/merge-patch+json"
-
-
-# -- fixtures -------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def adapter_kubeconfig(control_plane: ControlPlane) -> Path:
-    """A kubeconfig for config/'s ServiceAccount, bound by exactly config/rbac.yaml."""
-    control_plane.apply_manifest(REPO_ROOT / "config" / "namespace.yaml")
-    control_plane.apply_manifest(REPO_ROOT / "config" / "rbac.yaml")
-    return control_plane.service_account_kubeconfig(SYSTEM_NAMESPACE, SERVICE_ACCOUNT)
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RecordingSink]:
-    recording = await RecordingSink().start()
-    yield recording
-    await recording.stop()
-
-
-@pytest.fixture
-def run_mtping(adapter_kubeconfig: Path, tmp_path: Path) -> Iterator[Callable[..., MtpingProcess]]:
-    """Start `mtping run` with extra flags; every process started is stopped after the test."""
-    started: list[MtpingProcess] = []
-
-    def start(*args: str) -> MtpingProcess:
-        process = start_mtping(adapter_kubeconfig, log_dir=tmp_path, args=args)
-        started.append(process)
-        return process
-
-    yield start
-    for process in started:
-        process.stop()
-        assert "Traceback" not in process.log_text(), process.log_text()
-
-
-def pingsource_path(namespace: str, name: str = "", *, version: str = "v1") -> str:
-    base = f"/apis/{GROUP}/{version}/namespaces/{namespace}/pingsources"
-    return f"{base}/{name}" if name else base
-
-
-def create_source(
-    plane: ControlPlane, namespace: str, name: str, spec: dict[str, Any], *, version: str = "v1"
-) -> dict[str, Any]:
-    body = {
-        "apiVersion": f"{GROUP}/{version}",
-        "kind": "PingSource",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": spec,
-    }
-    return plane.rest.request("POST", pingsource_path(namespace, version=version), body=body)
-
-
-def patch_spec(plane: ControlPlane, namespace: str, name: str, spec: dict[str, Any]) -> None:
-    plane.rest.request(
-        "PATCH", pingsource_path(namespace, name), body={"spec": spec}, content_type=MERGE_PATCH
-    )
-
-
-def mark_ready(plane: ControlPlane, namespace: str, name: str, sink_uri: str) -> None:
-    """Write the status Knative's controller would: Ready, with the resolved sink."""
-    status = {
-        "status": {
-            "sinkUri": sink_uri,
-            "conditions": [
-                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
-            ],
-        }
-    }
-    plane.rest.request(
-        "PATCH", pingsource_path(namespace, name) + "/status", body=status, content_type=MERGE_PATCH
-    )
-
-
-def count_from(name: str, minimum: int) -> Callable[[list[Received]], bool]:
-    return lambda received: (
-        sum(1 for r in received if r.headers["ce-source"].endswith(f"/{name}")) >= minimum
-    )
-
+from tests.integration.support import (
+    GROUP,
+    count_from,
+    create_source,
+    mark_ready,
+    patch_spec,
+    pingsource_path,
+)
 
 # -- behaviour -------------------------------------------------------------------------------
 

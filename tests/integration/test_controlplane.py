@@ -348,7 +348,7 @@ async def test_knative_mtping_delivers_a_ready_pingsource_to_its_sink(
     control_plane: ControlPlane, namespace: str, tmp_path: Path
 ) -> None:
     sink = await RecordingSink().start()
-    adapter = start_knative_mtping(control_plane, log_dir=tmp_path)
+    adapter = start_knative_mtping(control_plane.kubeconfig, log_dir=tmp_path)
     try:
         spec = {"schedule": "* * * * * *", "contentType": "text/plain", "data": "hi"}
         body = pingsource("ping", {**spec, "sink": {"uri": sink.url}})

@@ -17,13 +17,14 @@ from typing import Any
 from tests.harness.controlplane import ControlPlane
 from tests.harness.peers import start_event_display, start_knative_mtping, wait_until_listening
 from tests.harness.sinks import Received, RecordingSink
-from tests.integration.test_adapter import create_source, mark_ready
+from tests.integration.support import create_source, mark_ready
 
 DOCUMENTED_DIFFERENCES = {"ce-id", "ce-time"}
 TRANSPORT_HEADERS = {
     "host",
     "user-agent",
     "content-length",
+    "accept",
     "accept-encoding",
     "connection",
     "traceparent",

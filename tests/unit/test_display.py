@@ -17,7 +17,7 @@ from cloudevents.core.bindings.http import to_structured
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from mtping.app import Stopper
+from mtping.lifecycle import Stopper
 from mtping.console import Console
 from mtping.display import (
     EventPrinter,
