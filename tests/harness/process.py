@@ -39,6 +39,8 @@ def free_port() -> int:
 def port_is_free(port: int) -> bool:
     """Whether nothing listens on `port` on any local address (binding it succeeds)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # As Go's servers do: a port with only TIME_WAIT connections left is free to listen on.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("0.0.0.0", port))
         except OSError:
