@@ -41,10 +41,12 @@ class Scheduler(Generic[Key, Payload]):
         fire: Callable[[DueTick[Payload], datetime], None],
         catch_up: timedelta,
         clock: Callable[[], datetime] = wall_now,
+        max_sleep: float = MAX_SLEEP,
     ) -> None:
         self._fire = fire
         self._catch_up = catch_up
         self._clock = clock
+        self._max_sleep = max_sleep
         self._heap: ScheduleHeap[Key, Payload] = ScheduleHeap(watermark=clock())
         self._wake = asyncio.Event()
         self.last_turn = time.monotonic()
@@ -81,8 +83,8 @@ class Scheduler(Generic[Key, Payload]):
     def _seconds_until_next(self, now: datetime) -> float:
         upcoming = self._heap.next_fire()
         if upcoming is None:
-            return MAX_SLEEP
-        return min(MAX_SLEEP, max(0.0, (upcoming - now).total_seconds()))
+            return self._max_sleep
+        return min(self._max_sleep, max(0.0, (upcoming - now).total_seconds()))
 
     async def _sleep(self, seconds: float) -> None:
         try:
