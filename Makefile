@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install peers lint test unit integration cluster cluster-down clean run
+.PHONY: install peers debs lint test unit integration cluster cluster-down clean run bench
 
 install: $(STAMP)
 
@@ -20,24 +20,37 @@ $(STAMP): pyproject.toml
 peers:
 	hack/build-peers.sh
 
+# Debian packages no language registry has: nginx, a sink of the delivery tests (only when missing).
+debs:
+	hack/install-debs.sh
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-unit: install
+unit: install debs
 	$(BIN)/pytest tests/unit
 
 integration: install peers
 	$(BIN)/pytest tests/integration
 
-test: install peers lint
+test: install peers debs lint
 	$(BIN)/pytest tests
 
 # No cluster needed: fire config/samples and print the events (Ctrl-C to stop).
 run: install
 	$(BIN)/mtping local config/samples --display
+
+# The scale benchmark (bench/README.md): mtping vs Knative's adapter on N PingSources.
+# make bench N=1000,10000 MINUTES=2
+N       ?= 1000,10000
+MINUTES ?= 2
+bench: install peers
+	hack/install-debs.sh
+	$(BIN)/pip install --quiet -e '.[dev,fast,bench]'
+	$(BIN)/python -m bench.scale --sources $(N) --minutes $(MINUTES)
 
 cluster: install peers
 	$(BIN)/python -m tests.harness up --state-dir .cluster

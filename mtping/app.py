@@ -15,16 +15,25 @@ from datetime import UTC, datetime
 
 from mtping.delivery import Sender
 from mtping.kube.client import connect
+from mtping.kube.defaults import FAILURES as DEFAULTS_FAILURES
+from mtping.kube.defaults import DefaultsWatcher
 from mtping.kube.events import EventRecorder
+from mtping.kube.standalone import Standalone
 from mtping.kube.watching import watch_forever
-from mtping.lifecycle import Stopper, build_engine, cancel, drain, until_stopped
+from mtping.kube.webhook import start_webhook
+from mtping.lifecycle import Stopper, build_engine, cancel, drain, source_parser, until_stopped
+from mtping.model.defaults import LimitsHolder
 from mtping.probes import Probes, build_apps, start_servers
-from mtping.resolving import Resolver, SpecResolver, StatusResolver
+from mtping.resolving import Resolver, StatusResolver
 from mtping.settings import Mode, Settings
+from mtping.webhook import WebhookServer
 
 log = logging.getLogger(__name__)
 
 COMPONENT = "pingsource-mt-adapter"
+# Startup waits this long for config-ping-defaults and the webhook's certificate, then goes on
+# (both keep retrying): neither may keep the sources that are fine from firing.
+STARTUP_WAIT_SECONDS = 15.0
 
 
 def seconds_to_wait_out_minute(now: datetime, no_shutdown_after: int) -> float:
@@ -38,19 +47,46 @@ async def run(settings: Settings) -> int:
     """`mtping run`: watch PingSources cluster-wide and fire them until a signal comes."""
     stopper = Stopper().install()
     api = await connect(settings.kube.kubeconfig)
-    resolver: Resolver = (
-        StatusResolver()
-        if settings.mode is Mode.ADAPTER
-        else SpecResolver(settings.kube.cluster_domain)
+    # Standalone mode resolves sinks and writes status itself; adapter mode leaves both to
+    # Knative's controller.
+    standalone = (
+        None if settings.mode is Mode.ADAPTER else Standalone(api, settings, component=COMPONENT)
     )
+    resolver: Resolver = StatusResolver() if standalone is None else standalone.resolver
+    writer = None if standalone is None else standalone.writer
     recorder = EventRecorder(
         api,
         component=COMPONENT,
         host=settings.kube.pod_name,
         interval=settings.failure_event_interval,
     )
+    limits = LimitsHolder()
     async with api, Sender(settings.delivery) as sender:
-        engine = build_engine(settings, sender, resolver, recorder)
+        defaults = DefaultsWatcher(api, namespace=settings.kube.system_namespace, holder=limits)
+        await _load_defaults(defaults)
+        engine = build_engine(
+            settings,
+            sender,
+            resolver,
+            recorder,
+            limits=limits.get,
+            observer=writer,
+            deliveries=writer,
+        )
+        if standalone is not None:
+            standalone.attach(engine.registry)
+        webhook = _webhook_server(settings, limits)
+        webhook_tasks = []
+        if webhook is not None:  # serving (or trying to) before the first PingSource is listed
+            webhook_tasks.append(
+                await start_webhook(
+                    api,
+                    settings=settings.webhook,
+                    namespace=settings.kube.system_namespace,
+                    server=webhook,
+                    wait=STARTUP_WAIT_SECONDS,
+                )
+            )
         probes = Probes(last_turn=lambda: engine.scheduler.last_turn)
         runners = await start_servers(
             build_apps(
@@ -65,6 +101,9 @@ async def run(settings: Settings) -> int:
             probes.synced = True
 
         tasks = [
+            *webhook_tasks,
+            *(standalone.tasks() if standalone is not None else []),
+            asyncio.create_task(defaults.run(), name="defaults"),
             asyncio.create_task(
                 watch_forever(api, engine.registry, on_synced=mark_synced), name="watch"
             ),
@@ -78,9 +117,31 @@ async def run(settings: Settings) -> int:
             seconds_to_wait_out_minute(datetime.now(UTC), settings.no_shutdown_after)
         )
         await cancel(tasks)
+        if webhook is not None:
+            await webhook.close()
         await drain(engine, stopper, settings.drain_seconds)
         await recorder.flush()
+        if standalone is not None:
+            await standalone.close()
         for runner in runners:
             await runner.cleanup()
     log.info("mtping stopped")
     return 0
+
+
+async def _load_defaults(defaults: DefaultsWatcher) -> None:
+    try:
+        async with asyncio.timeout(STARTUP_WAIT_SECONDS):
+            await defaults.load()
+    except DEFAULTS_FAILURES as error:
+        log.warning("config-ping-defaults not read yet, no data-max-size meanwhile: %s", error)
+
+
+def _webhook_server(settings: Settings, limits: LimitsHolder) -> WebhookServer | None:
+    if not settings.webhook.port:
+        return None
+    return WebhookServer(
+        parse=source_parser(settings, limits.get),
+        host=settings.servers.host,
+        port=settings.webhook.port,
+    )

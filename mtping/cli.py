@@ -13,14 +13,17 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mtping import __version__
-from mtping.delivery import DeliveryPolicy
+from mtping.delivery import HTTP_CLIENTS, DeliveryPolicy
 from mtping.settings import (
+    FailurePolicy,
     KubeSettings,
     Mode,
     ScheduleSettings,
     ServerSettings,
     Settings,
     SettingsError,
+    StatusSettings,
+    WebhookSettings,
     kube_from_env,
     no_shutdown_after_from_env,
     sink_timeout_from_env,
@@ -87,6 +90,13 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         help="concurrent sends in total (default %(default)s)",
     )
     run.add_argument(
+        "--http-client",
+        choices=HTTP_CLIENTS,
+        default=defaults.delivery.http_client,
+        help="lean: prepared requests over pooled asyncio connections, aiohttp for what it "
+        "does not cover; aiohttp: aiohttp for every send (default %(default)s)",
+    )
+    run.add_argument(
         "--health-port",
         type=int,
         default=defaults.servers.health_port,
@@ -108,6 +118,40 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         type=float,
         default=defaults.failure_event_interval,
         help="seconds between Warning Event writes per failing source (default 60)",
+    )
+    run.add_argument(
+        "--webhook-port",
+        type=_port,
+        default=defaults.webhook.port,
+        help="HTTPS port of the validating admission webhook; 0 disables it (default 8443)",
+    )
+    run.add_argument(
+        "--webhook-url",
+        type=_webhook_url,
+        metavar="URL",
+        help="where the apiserver reaches the webhook when no Service does (e.g. "
+        "https://127.0.0.1:8443/validate); mtping then creates its webhook configuration",
+    )
+    run.add_argument(
+        "--webhook-failure-policy",
+        choices=[policy.value for policy in FailurePolicy],
+        default=defaults.webhook.failure_policy.value,
+        help="what the apiserver does with PingSource writes while the webhook is unreachable "
+        "(default Fail: refuse them)",
+    )
+    run.add_argument(
+        "--status-interval",
+        type=float,
+        default=defaults.status.delivery_interval,
+        help="standalone: at most one status.lastDelivery write per source per this many "
+        "seconds; 0: none (default 60)",
+    )
+    run.add_argument(
+        "--status-refresh",
+        type=float,
+        default=defaults.status.delivery_refresh,
+        help="standalone: rewrite an unchanged lastDelivery after this many seconds; 0: only "
+        "when its result changes (default 3600)",
     )
     run.add_argument("--log-format", choices=["text", "json"], default=defaults.log_format)
     run.add_argument(
@@ -205,6 +249,13 @@ def _sink_url(text: str) -> str:
     return text
 
 
+def _webhook_url(text: str) -> str:
+    parts = urlsplit(text)
+    if parts.scheme != "https" or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an absolute https URL")
+    return text
+
+
 def _port(text: str) -> int:
     port = int(text)
     if not 0 <= port <= 65535:
@@ -258,12 +309,27 @@ def settings_from(args: argparse.Namespace, env: dict[str, str]) -> Settings:
             max_attempts=args.max_attempts,
             per_origin_limit=args.per_sink_concurrency,
             total_limit=args.total_concurrency,
+            http_client=args.http_client,
         ),
         servers=ServerSettings(health_port=args.health_port, metrics_port=args.metrics_port),
+        webhook=_webhook_settings(args),
+        status=StatusSettings(
+            delivery_interval=args.status_interval, delivery_refresh=args.status_refresh
+        ),
         failure_event_interval=args.failure_event_interval,
         no_shutdown_after=no_shutdown_after_from_env(env, defaults.no_shutdown_after),
         log_format=args.log_format,
         log_level=args.log_level,
+    )
+
+
+def _webhook_settings(args: argparse.Namespace) -> WebhookSettings:
+    if args.webhook_url and not args.webhook_port:
+        raise SettingsError("--webhook-url needs the webhook on: set --webhook-port")
+    return WebhookSettings(
+        port=args.webhook_port,
+        url=args.webhook_url,
+        failure_policy=FailurePolicy(args.webhook_failure_policy),
     )
 
 

@@ -12,20 +12,20 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import timedelta
-from functools import partial
 from typing import Any
 
 from mtping.delivery import Sender
-from mtping.engine import Engine, FailureReporter
+from mtping.engine import DeliveryObserver, Engine, FailureReporter
 from mtping.model import Limits, PingSourceSpec, parse_source
 from mtping.resolving import Resolver
 from mtping.settings import Settings
+from mtping.sources import SourceObserver
 
 log = logging.getLogger(__name__)
 
-Parse = Callable[[dict[str, Any]], PingSourceSpec]
+Parse = Callable[[Mapping[str, Any]], PingSourceSpec]
 
 
 class Stopper:
@@ -56,23 +56,35 @@ class Stopper:
                 await self.forced.wait()
 
 
-def source_parser(settings: Settings) -> Parse:
-    """The one validation both the loaders and the registry apply."""
-    return partial(
-        parse_source, default_timezone=settings.schedule.default_timezone, limits=Limits()
-    )
+def source_parser(settings: Settings, limits: Callable[[], Limits] = Limits) -> Parse:
+    """The one validation the loaders, the registry and the admission webhook apply.
+
+    `limits` is read on every call, so a changed config-ping-defaults applies to the next
+    object parsed without rebuilding anything.
+    """
+    timezone = settings.schedule.default_timezone
+    return lambda obj: parse_source(obj, default_timezone=timezone, limits=limits())
 
 
 def build_engine(
-    settings: Settings, sender: Sender, resolver: Resolver, reporter: FailureReporter | None = None
+    settings: Settings,
+    sender: Sender,
+    resolver: Resolver,
+    reporter: FailureReporter | None = None,
+    *,
+    observer: SourceObserver | None = None,
+    deliveries: DeliveryObserver | None = None,
+    limits: Callable[[], Limits] = Limits,
 ) -> Engine:
     return Engine(
         sender=sender,
         resolver=resolver,
-        parse=source_parser(settings),
+        parse=source_parser(settings, limits),
         catch_up=timedelta(seconds=settings.schedule.catch_up_seconds),
         per_origin_limit=settings.delivery.per_origin_limit,
         reporter=reporter,
+        observer=observer,
+        deliveries=deliveries,
     )
 
 

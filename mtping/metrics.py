@@ -109,3 +109,9 @@ IN_QUEUE = Gauge(
     "Events handed to delivery and not finished yet (queued or being sent).",
     registry=REGISTRY,
 )
+STATUS_WRITES = Counter(
+    "mtping_status_writes_total",
+    "PingSource status writes (standalone mode), by result (written, conflict, failed).",
+    ["result"],
+    registry=REGISTRY,
+)

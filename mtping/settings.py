@@ -56,12 +56,52 @@ class ServerSettings:
 
 
 @dataclass(frozen=True, slots=True)
+class StatusSettings:
+    """Standalone mode's writes of PingSource status (conditions are written on change)."""
+
+    delivery_interval: float = 60.0
+    """`status.lastDelivery`: at most one write per source per this many seconds; 0: never."""
+    delivery_refresh: float = 3600.0
+    """An unchanged delivery verdict is rewritten (fresh times) after this many seconds; 0:
+    only on a change of verdict."""
+
+
+class FailurePolicy(StrEnum):
+    """What the apiserver does with a PingSource write when the webhook cannot be reached."""
+
+    FAIL = "Fail"
+    IGNORE = "Ignore"
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookSettings:
+    port: int = 8443
+    """HTTPS port of the validating admission webhook (`POST /validate`); 0 disables it."""
+    url: str | None = None
+    """Set where no Service routes to mtping (the test control plane, `make cluster`): mtping
+    then creates its webhook configuration itself, with this `url` as the clientConfig."""
+    failure_policy: FailurePolicy = FailurePolicy.FAIL
+    service: str = "mtping-webhook"
+    """The Service (in the system namespace) the apiserver reaches the webhook through."""
+    secret: str = "mtping-webhook-certs"
+    """The Secret (in the system namespace) holding the CA list, certificate and key."""
+    configuration: str = "pingsource.webhook.mtping.dev"
+    """The ValidatingWebhookConfiguration whose caBundle (and failurePolicy) mtping keeps."""
+    timeout_seconds: int = 5
+    check_interval: float = 300.0
+    """Seconds between checks of the Secret and the configuration (renewal, another replica's
+    rotation, a re-applied manifest); after a failed check, retried sooner."""
+
+
+@dataclass(frozen=True, slots=True)
 class Settings:
     mode: Mode = Mode.STANDALONE
     kube: KubeSettings = field(default_factory=KubeSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     delivery: DeliveryPolicy = field(default_factory=DeliveryPolicy)
     servers: ServerSettings = field(default_factory=ServerSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    status: StatusSettings = field(default_factory=StatusSettings)
     no_shutdown_after: int = 55
     """On SIGTERM after this second of the minute, stay until the minute's ticks are sent
     (`K_NO_SHUTDOWN_AFTER`, as Knative)."""

@@ -17,11 +17,12 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from urllib.parse import urlsplit
 
 from mtping import metrics
-from mtping.delivery.sending import Outcome, Sender, Target
-from mtping.event import EventTemplate, render_headers
+from mtping.delivery.gauges import EVENTS_QUEUED
+from mtping.delivery.preparing import Origin, PreparedRequest
+from mtping.delivery.sending import Outcome, Sender
+from mtping.event import EventTemplate, tick_headers
 from mtping.model import SourceKey
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ class Job:
 
     source: SourceKey
     template: EventTemplate
-    target: Target
+    request: PreparedRequest
+    """The sink's request minus `ce-id` and `ce-time`, prepared once per source change."""
     instant: datetime
     give_up_at: float
     """Loop-clock time after which the event is abandoned (the source's next tick)."""
@@ -57,18 +59,18 @@ class Dispatcher:
         self._sender = sender
         self._per_origin_limit = per_origin_limit
         self._on_outcome = on_outcome
-        self._queues: dict[str, deque[Job]] = {}
-        self._workers: dict[str, int] = {}
+        self._queues: dict[Origin, deque[Job]] = {}
+        self._workers: dict[Origin, int] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle = asyncio.Event()
         self._idle.set()
 
     def submit(self, job: Job) -> None:
         """Queue `job` without waiting; start a worker for its origin if one is allowed."""
-        origin = _origin(job.target.url)
+        origin = job.request.origin
         queue = self._queues.setdefault(origin, deque())
         queue.append(job)
-        metrics.IN_QUEUE.inc()
+        EVENTS_QUEUED.value += 1
         if self._workers.get(origin, 0) < min(self._per_origin_limit, len(queue)):
             self._start_worker(origin)
 
@@ -95,14 +97,15 @@ class Dispatcher:
                 self._finish(queue.popleft(), DROPPED)
         self._queues.clear()
 
-    def _start_worker(self, origin: str) -> None:
+    def _start_worker(self, origin: Origin) -> None:
         self._workers[origin] = self._workers.get(origin, 0) + 1
         self._idle.clear()
-        task = asyncio.create_task(self._work(origin), name=f"deliver {origin}")
+        scheme, host, port = origin
+        task = asyncio.create_task(self._work(origin), name=f"deliver {scheme}://{host}:{port}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _work(self, origin: str) -> None:
+    async def _work(self, origin: Origin) -> None:
         queue = self._queues[origin]
         try:
             while queue:
@@ -122,20 +125,14 @@ class Dispatcher:
             self._finish(job, DROPPED)
             return
         metrics.TICK_LATENESS.observe(max(0.0, time.time() - job.instant.timestamp()))
-        headers = render_headers(job.template, job.instant)
-        outcome = await self._sender.send(
-            job.target, headers, job.template.body, give_up_at=job.give_up_at
+        outcome = await self._sender.send_prepared(
+            job.request, tick_headers(job.template, job.instant), give_up_at=job.give_up_at
         )
         self._finish(job, outcome)
 
     def _finish(self, job: Job, outcome: Outcome) -> None:
-        metrics.IN_QUEUE.dec()
+        EVENTS_QUEUED.value -= 1
         try:
             self._on_outcome(job, outcome)
         except Exception:
             log.exception("reporting the outcome of %s failed", job.source)
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"

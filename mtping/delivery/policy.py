@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
+HTTP_CLIENTS = ("lean", "aiohttp")
+"""`lean`: prepared bytes over pooled asyncio connections, aiohttp only for what it does not
+cover; `aiohttp`: aiohttp for everything (the fallback, kept selectable)."""
+
 # Exponent cap for the backoff: 2**62 times any sane initial delay is far above any maximum,
 # and keeps the float arithmetic from overflowing on absurd attempt counts.
 _MAX_EXPONENT = 62
@@ -19,7 +23,7 @@ _MAX_EXPONENT = 62
 
 @dataclass(frozen=True, slots=True)
 class DeliveryPolicy:
-    """Limits of one Sender.
+    """Limits of one Sender, and its HTTP client.
 
     `attempt_timeout`: seconds for one HTTP attempt (Knative's K_SINK_TIMEOUT); None means no
     timeout (Knative's -1). `max_attempts`: tries per event, the first included. Backoff is
@@ -27,6 +31,7 @@ class DeliveryPolicy:
     concurrent attempts to one sink origin (scheme, host, port); `total_limit`: concurrent
     attempts in all. Attempts to an origin that never answers can hold at most
     `per_origin_limit` of the `total_limit` slots, so other sinks keep flowing.
+    `http_client`: one of HTTP_CLIENTS.
     """
 
     attempt_timeout: float | None = 10.0
@@ -35,6 +40,7 @@ class DeliveryPolicy:
     backoff_max: float = 10.0
     per_origin_limit: int = 64
     total_limit: int = 1024
+    http_client: str = "lean"
 
     def __post_init__(self) -> None:
         if self.attempt_timeout is not None and self.attempt_timeout <= 0:
@@ -45,6 +51,8 @@ class DeliveryPolicy:
             raise ValueError("backoff must satisfy 0 <= backoff_initial <= backoff_max")
         if self.per_origin_limit < 1 or self.total_limit < 1:
             raise ValueError("per_origin_limit and total_limit must be at least 1")
+        if self.http_client not in HTTP_CLIENTS:
+            raise ValueError(f"http_client must be one of {', '.join(HTTP_CLIENTS)}")
 
     def backoff(self, failed_attempts: int, rng: random.Random) -> float:
         """Seconds to wait after the `failed_attempts`-th failure: uniform in [0, ceiling].

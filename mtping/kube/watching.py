@@ -1,4 +1,5 @@
-"""Watching PingSources cluster-wide: list, then watch from the list's resourceVersion.
+"""Watching a kind cluster-wide (PingSources; sink kinds): list, then watch from the list's
+resourceVersion.
 
 Three levels, as kopf does it:
 - `watch_forever` never returns: it relists after any failure, with capped backoff;
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
-from kubernetes_asyncio.client import ApiClient, CustomObjectsApi
+from kubernetes_asyncio.client import ApiClient
 
 from mtping import metrics
 from mtping.kube.errors import ApiStatusError, ApiUnavailable, KubeError, WatchExpired
@@ -38,8 +39,16 @@ RawObject = dict[str, Any]
 @dataclass(frozen=True, slots=True)
 class Resource:
     group: str
+    """"" for the core group (Services)."""
     version: str
     plural: str
+
+    @property
+    def path(self) -> str:
+        """The cluster-wide collection: /api/v1/services, /apis/<group>/<version>/<plural>."""
+        if not self.group:
+            return f"/api/{self.version}/{self.plural}"
+        return f"/apis/{self.group}/{self.version}/{self.plural}"
 
 
 # A watch that ends sooner than this was not a normal server-side timeout.
@@ -100,8 +109,10 @@ async def watch_forever(
     resource: Resource = PINGSOURCES,
     settings: WatchSettings = WatchSettings(),
     on_synced: Callable[[], None] = lambda: None,
+    on_error: Callable[[KubeError], None] = lambda error: None,
 ) -> None:
-    """List and watch `resource` until cancelled; `on_synced` runs after each applied list."""
+    """List and watch `resource` until cancelled; `on_synced` runs after each applied list,
+    `on_error` after each failed one (403 Forbidden, say), before the retry."""
     backoff = Backoff(settings.backoff_initial, settings.backoff_max)
     reason = "initial"
     while True:
@@ -116,6 +127,7 @@ async def watch_forever(
                 backoff=backoff,
             )
         except KubeError as error:
+            on_error(error)
             delay = backoff.next_delay()
             log.warning("listing %s failed, retrying in %.1fs: %s", resource.plural, delay, error)
             reason = "error"
@@ -282,11 +294,31 @@ async def _request_json(api: ApiClient, resource: Resource, **params: Any) -> Ra
     return body
 
 
-async def _request(api: ApiClient, resource: Resource, **params: Any) -> aiohttp.ClientResponse:
-    custom = CustomObjectsApi(api)
+# Keyword arguments of the generated list methods -> query parameters of the apiserver.
+_QUERY_NAMES = {
+    "allow_watch_bookmarks": "allowWatchBookmarks",
+    "_continue": "continue",
+    "limit": "limit",
+    "resource_version": "resourceVersion",
+    "timeout_seconds": "timeoutSeconds",
+    "watch": "watch",
+}
+
+
+async def _request(
+    api: ApiClient, resource: Resource, *, _request_timeout: Any = None, **params: Any
+) -> aiohttp.ClientResponse:
+    # call_api rather than CustomObjectsApi: the core group (Services) lives under /api.
+    query = [(_QUERY_NAMES[name], value) for name, value in params.items() if value is not None]
     try:
-        response: aiohttp.ClientResponse = await custom.list_cluster_custom_object(
-            resource.group, resource.version, resource.plural, _preload_content=False, **params
+        response: aiohttp.ClientResponse = await api.call_api(
+            resource.path,
+            "GET",
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+            _request_timeout=_request_timeout,
         )
     except (aiohttp.ClientError, TimeoutError, OSError) as error:
         raise ApiUnavailable(f"apiserver unreachable: {error!r}") from error

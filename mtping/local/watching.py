@@ -185,7 +185,7 @@ class Reloader:
                 first[key] = source
                 target = self._resolver.resolve(source.spec)
                 if isinstance(target, Unresolved):
-                    assembly.skipped.setdefault(key, []).append(Skipped(source, target.reason))
+                    assembly.skipped.setdefault(key, []).append(Skipped(source, target.message))
                 else:
                     assembly.scheduled[key] = Scheduled(source, target)
         return assembly

@@ -279,7 +279,10 @@ def _read_ref(reader: FieldReader, sink: Mapping[str, Any], namespace: str) -> S
     ref_namespace = reader.string(ref, "namespace", f"{path}.namespace") or namespace
     if namespace and ref_namespace != namespace:
         reader.fail(f"{path}.namespace", f"must equal the PingSource's namespace {namespace!r}")
-    return SinkRef(api_version=api_version, kind=kind, name=name, namespace=ref_namespace)
+    address = reader.string(ref, "address", f"{path}.address") or None
+    return SinkRef(
+        api_version=api_version, kind=kind, name=name, namespace=ref_namespace, address=address
+    )
 
 
 def _read_ca_certs(reader: FieldReader, sink: Mapping[str, Any]) -> str | None:

@@ -33,6 +33,8 @@ class SinkRef:
     kind: str
     name: str
     namespace: str
+    address: str | None = None
+    """`ref.address`: which of the target's `status.addresses` to use, by name."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,12 +65,15 @@ class MtpingProcess:
 
 def start_mtping(kubeconfig: Path, *, log_dir: Path, args: Sequence[str] = ()) -> MtpingProcess:
     health, metrics = free_port(), free_port()
+    # The webhook only where a test asks for it: its default port 8443 is shared by all.
+    webhook = [] if any(arg.startswith("--webhook-port") for arg in args) else ["--webhook-port=0"]
     argv = [
         str(MTPING),
         "run",
         f"--kubeconfig={kubeconfig}",
         f"--health-port={health}",
         f"--metrics-port={metrics}",
+        *webhook,
         *args,
     ]
     # K_NO_SHUTDOWN_AFTER=59: a test's SIGTERM never waits for the next minute.

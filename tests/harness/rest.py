@@ -76,9 +76,11 @@ class RestClient:
         body: object = None,
         content_type: str = JSON,
         timeout: float = 15.0,
+        accept: str = JSON,
     ) -> dict[str, Any]:
-        """Send one request; the decoded JSON answer (empty dict for an empty body)."""
-        request = self._build(method, path, body=body, content_type=content_type)
+        """Send one request; the decoded JSON answer (empty dict for an empty body; a body
+        that is not a JSON object comes as {"text": ...}, e.g. /metrics)."""
+        request = self._build(method, path, body=body, content_type=content_type, accept=accept)
         try:
             with self._opener.open(request, timeout=timeout) as answer:
                 raw = answer.read().decode()
@@ -100,9 +102,9 @@ class RestClient:
         return True
 
     def _build(
-        self, method: str, path: str, *, body: object, content_type: str
+        self, method: str, path: str, *, body: object, content_type: str, accept: str
     ) -> urllib.request.Request:
-        headers = {"Accept": JSON}
+        headers = {"Accept": accept}
         if self.credentials.token is not None:
             headers["Authorization"] = f"Bearer {self.credentials.token}"
         data = None

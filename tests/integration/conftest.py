@@ -16,6 +16,7 @@ import pytest
 from kubernetes_asyncio import config
 from kubernetes_asyncio.client import ApiClient
 
+from tests.harness import rbac
 from tests.harness.binaries import REPO_ROOT
 from tests.harness.controlplane import ControlPlane
 from tests.harness.mtping import MtpingProcess, start_mtping
@@ -90,6 +91,7 @@ def adapter_kubeconfig(control_plane: ControlPlane) -> Path:
     """A kubeconfig for config/'s ServiceAccount, bound by exactly config/rbac.yaml."""
     control_plane.apply_manifest(REPO_ROOT / "config" / "namespace.yaml")
     control_plane.apply_manifest(REPO_ROOT / "config" / "rbac.yaml")
+    rbac.aggregate(control_plane.rest)  # what kube-controller-manager would do
     return control_plane.service_account_kubeconfig(SYSTEM_NAMESPACE, SERVICE_ACCOUNT)
 
 

@@ -97,6 +97,52 @@ SINK = {"uri": "http://sink.example/"}
             "@every descriptor is not supported",
             id="every-descriptor",
         ),
+        pytest.param(
+            {"schedule": "*" * 1025, "sink": SINK},
+            "spec.schedule",
+            "may not be more than 1024 bytes",
+            id="schedule-too-long",
+        ),
+        pytest.param(
+            {"timezone": "Europe/Berlin Time", "sink": SINK},
+            "spec.timezone",
+            "must be an IANA time zone name",
+            id="timezone-with-space",
+        ),
+        pytest.param({"sink": {}}, "spec.sink", "must set ref, uri, or both", id="empty-sink"),
+        pytest.param(
+            {"sink": {"ref": {"apiVersion": "v1", "kind": "Service"}}},
+            "spec.sink.ref.name",
+            "Required value",
+            id="ref-without-name",
+        ),
+        pytest.param(
+            {"sink": {"ref": {"apiVersion": "v1", "kind": "Service", "name": "s"}, **SINK}},
+            "spec.sink",
+            "must be relative",
+            id="ref-with-absolute-uri",
+        ),
+        pytest.param(
+            {"sink": {"uri": "/no/host"}}, "spec.sink", "must be absolute", id="uri-without-host"
+        ),
+        pytest.param(
+            {"dataBase64": "a-_b", "sink": SINK},
+            "spec.dataBase64",
+            "URL-safe base64",
+            id="url-safe-base64",
+        ),
+        pytest.param(
+            {"jsonData": "{}", "data": "x", "sink": SINK},
+            "spec",
+            "cannot be combined with spec.data",
+            id="json-data-and-data",
+        ),
+        pytest.param(
+            {"ceOverrides": {"extensions": {"my-ext": "x"}}, "sink": SINK},
+            "spec.ceOverrides.extensions",
+            "ASCII letters or digits",
+            id="extension-name",
+        ),
     ],
 )
 def test_apiserver_rejects_an_invalid_pingsource_naming_the_field(

@@ -152,3 +152,55 @@ def test_local_refuses_a_missing_path(
         "",
         "mtping local: no such file or folder: /no/such/folder\n",
     )
+
+
+def test_webhook_flags_become_the_webhook_settings() -> None:
+    from mtping.settings import FailurePolicy, WebhookSettings
+
+    url = "https://127.0.0.1:9443/validate"
+    argv = ["run", "--webhook-port=9443", f"--webhook-url={url}"]
+    args = cli.build_parser().parse_args([*argv, "--webhook-failure-policy=Ignore"])
+    assert cli.settings_from(args, {}).webhook == WebhookSettings(
+        port=9443, url=url, failure_policy=FailurePolicy.IGNORE
+    )
+    defaults = cli.settings_from(cli.build_parser().parse_args(["run"]), {}).webhook
+    assert (defaults.port, defaults.url, defaults.failure_policy) == (8443, None, "Fail")
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["run", "--webhook-url=http://127.0.0.1:8443/validate"], "not an absolute https URL"),
+        (["run", "--webhook-failure-policy=Sometimes"], "invalid choice: 'Sometimes'"),
+        (["run", "--webhook-port=0", "--webhook-url=https://127.0.0.1/validate"], "--webhook-url"),
+    ],
+)
+def test_bad_webhook_flags_exit_2_with_the_reason(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    try:
+        code = cli.main(argv)
+    except SystemExit as exit_info:
+        code = int(str(exit_info.code))
+    assert code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_status_flags_become_the_status_settings() -> None:
+    from mtping.settings import StatusSettings
+
+    argv = ["run", "--status-interval=5", "--status-refresh=0", "--cluster-domain=corp.internal"]
+    settings = cli.settings_from(cli.build_parser().parse_args(argv), {})
+
+    assert settings.status == StatusSettings(delivery_interval=5, delivery_refresh=0)
+    assert settings.kube.cluster_domain == "corp.internal"
+    defaults = cli.settings_from(cli.build_parser().parse_args(["run"]), {}).status
+    assert (defaults.delivery_interval, defaults.delivery_refresh) == (60, 3600)
+
+
+@pytest.mark.parametrize(
+    ("argv", "client"), [([], "lean"), (["--http-client", "aiohttp"], "aiohttp")]
+)
+def test_http_client_flag_selects_the_senders_client(argv: list[str], client: str) -> None:
+    args = cli.build_parser().parse_args(["run", *argv])
+    assert cli.settings_from(args, {}).delivery.http_client == client

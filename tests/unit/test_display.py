@@ -17,7 +17,6 @@ from cloudevents.core.bindings.http import to_structured
 from cloudevents.core.formats.json import JSONFormat
 from cloudevents.core.v1.event import CloudEvent
 
-from mtping.lifecycle import Stopper
 from mtping.console import Console
 from mtping.display import (
     EventPrinter,
@@ -29,6 +28,7 @@ from mtping.display import (
     serving,
 )
 from mtping.event import build_template, render_headers
+from mtping.lifecycle import Stopper
 from mtping.local.app import DisplayOptions, run_display
 from mtping.model import parse_source
 

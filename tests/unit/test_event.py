@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import uuid
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from cloudevents.core.bindings.http import HTTPMessage, from_binary_event
 
 from mtping.event import (
+    EVENT_ID_NAMESPACE,
     EventTemplate,
     build_template,
     encode_header_value,
@@ -18,6 +20,7 @@ from mtping.event import (
     event_source,
     format_time,
     render_headers,
+    tick_headers,
 )
 from mtping.model import PingSourceSpec, SourceKey, parse_source
 
@@ -170,6 +173,29 @@ def test_event_id_is_deterministic_and_a_uuid() -> None:
     first = event_id("uid-1", SCHEDULED)
     assert first == event_id("uid-1", SCHEDULED)
     assert uuid.UUID(first).version == 5
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_event_id_is_the_uuid5_of_uid_and_epoch_nanoseconds(seed: int) -> None:
+    # The ids must never change across versions: receivers deduplicate by them.
+    rng = random.Random(seed)
+    for _ in range(2000):
+        uid = str(uuid.UUID(int=rng.getrandbits(128)))
+        scheduled = SCHEDULED + timedelta(microseconds=rng.randrange(-(10**15), 10**15))
+        nanoseconds = (
+            (scheduled - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1) * 1000
+        )
+        expected = uuid.uuid5(EVENT_ID_NAMESPACE, f"{uid}/{nanoseconds}")
+        assert event_id(uid, scheduled) == str(expected)
+
+
+def test_event_id_of_a_known_instant_never_changes() -> None:
+    assert event_id("uid-1", SCHEDULED) == "25090386-dcba-59ac-99f7-b601b2188b2b"
+
+
+def test_tick_headers_are_the_last_two_rendered_headers() -> None:
+    template = build_template(make_spec())
+    assert render_headers(template, SCHEDULED)[-2:] == list(tick_headers(template, SCHEDULED))
 
 
 def test_event_id_depends_on_the_instant_not_its_zone() -> None:

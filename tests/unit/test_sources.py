@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from mtping.model import SourceKey, parse_source
-from mtping.resolving import SpecResolver
+from mtping.delivery import Target
+from mtping.model import PingSourceSpec, SourceKey, parse_source
+from mtping.model.status import Invalid, Outcome, Scheduled
+from mtping.resolving import SpecResolver, Unresolved
 from mtping.scheduler import Scheduler
 from mtping.sources import Firing, SourceRegistry
 
@@ -119,3 +121,115 @@ def test_an_object_without_a_name_is_ignored_without_raising() -> None:
 
     assert len(scheduler) == 0
     assert len(registry) == 0
+
+
+# --- what the registry reports, and re-resolving ------------------------------------------
+
+
+class Recorder:
+    """A SourceObserver that keeps every call."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, SourceKey, Outcome | None]] = []
+
+    def source_changed(self, key: SourceKey, obj: dict[str, Any], outcome: Outcome) -> None:
+        self.calls.append(("changed", key, outcome))
+
+    def source_reresolved(self, key: SourceKey, outcome: Outcome) -> None:
+        self.calls.append(("reresolved", key, outcome))
+
+    def source_deleted(self, key: SourceKey) -> None:
+        self.calls.append(("deleted", key, None))
+
+
+class SwitchableResolver:
+    """Resolves refs to whatever `targets` holds now; remembers what it was told to forget."""
+
+    def __init__(self) -> None:
+        self.targets: dict[str, Target | Unresolved] = {}
+        self.forgotten: list[SourceKey] = []
+
+    def resolve(self, spec: PingSourceSpec) -> Target | Unresolved:
+        if spec.sink.ref is None:
+            return Target(spec.sink.uri or "")
+        return self.targets.get(spec.sink.ref.name, Unresolved("not found"))
+
+    def forget(self, key: SourceKey) -> None:
+        self.forgotten.append(key)
+
+
+REF = {"ref": {"apiVersion": "v1", "kind": "Service", "name": "display"}}
+A = SourceKey("team", "a")
+
+
+def observed_registry() -> tuple[
+    SourceRegistry, Scheduler[SourceKey, Firing], Recorder, SwitchableResolver
+]:
+    scheduler: Scheduler[SourceKey, Firing] = Scheduler(
+        fire=lambda tick, now: None, catch_up=timedelta(seconds=10)
+    )
+    observer, resolver = Recorder(), SwitchableResolver()
+    registry = SourceRegistry(
+        scheduler=scheduler, resolver=resolver, parse=parse_source, observer=observer
+    )
+    return registry, scheduler, observer, resolver
+
+
+def test_each_new_version_is_reported_with_its_outcome_and_a_resync_is_not() -> None:
+    registry, _, observer, _ = observed_registry()
+
+    registry.replace_all([pingsource("a"), pingsource("b", sink=REF)])
+    registry.replace_all([pingsource("a"), pingsource("b", sink=REF)])  # a relist
+    registry.apply("MODIFIED", pingsource("a", version="2", schedule="@every 1m"))
+
+    first, second, third = observer.calls
+    assert first == ("changed", A, Scheduled("http://sink.example/"))
+    assert second == ("changed", SourceKey("team", "b"), Unresolved("not found"))
+    assert third[:2] == ("changed", A)
+    assert isinstance(third[2], Invalid)
+    assert "spec.schedule" in third[2].message
+
+
+def test_reresolve_schedules_a_source_whose_sink_appeared() -> None:
+    registry, scheduler, observer, resolver = observed_registry()
+    registry.apply("ADDED", pingsource("a", sink=REF))
+    assert len(scheduler) == 0
+
+    resolver.targets["display"] = Target("http://display.team.svc.cluster.local/")
+    registry.reresolve([A, SourceKey("team", "unknown")])
+
+    assert len(scheduler) == 1
+    assert A not in registry.problems
+    assert observer.calls[-1] == (
+        "reresolved",
+        A,
+        Scheduled("http://display.team.svc.cluster.local/"),
+    )
+
+
+def test_reresolve_unschedules_a_source_whose_sink_went_away() -> None:
+    registry, scheduler, observer, resolver = observed_registry()
+    resolver.targets["display"] = Target("http://display/")
+    registry.apply("ADDED", pingsource("a", sink=REF))
+
+    del resolver.targets["display"]
+    registry.reresolve([A])
+
+    assert len(scheduler) == 0
+    assert registry.problems[A].reason == "unresolved"
+    assert observer.calls[-1] == ("reresolved", A, Unresolved("not found"))
+
+
+def test_an_invalid_or_deleted_source_is_forgotten_by_the_resolver_and_not_reresolved() -> None:
+    registry, _, observer, resolver = observed_registry()
+    registry.apply("ADDED", pingsource("a", sink=REF))
+    registry.apply("ADDED", pingsource("b", sink=REF))
+
+    registry.apply("MODIFIED", pingsource("a", version="2", schedule="@every 1m"))
+    registry.apply("DELETED", pingsource("b"))
+    calls = len(observer.calls)
+    registry.reresolve([A, SourceKey("team", "b")])
+
+    assert resolver.forgotten == [A, SourceKey("team", "b")]
+    assert observer.calls[-1] == ("deleted", SourceKey("team", "b"), None)
+    assert len(observer.calls) == calls

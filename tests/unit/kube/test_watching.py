@@ -16,7 +16,14 @@ from dataclasses import dataclass, field
 import pytest
 from kubernetes_asyncio.client import ApiClient
 
-from mtping.kube.watching import PINGSOURCES, RawObject, WatchSettings, list_all, watch_forever
+from mtping.kube.watching import (
+    PINGSOURCES,
+    RawObject,
+    Resource,
+    WatchSettings,
+    list_all,
+    watch_forever,
+)
 from tests.unit.kube.conftest import (
     Abort,
     End,
@@ -436,3 +443,38 @@ async def test_watch_forever_cancels_cleanly_mid_stream(
             await task
 
     assert task.cancelled()
+
+
+async def test_each_failed_list_is_reported_to_on_error_before_the_retry(
+    apiserver: FakeApiserver, api: ApiClient
+) -> None:
+    apiserver.lists.extend([Failing(403, "Forbidden"), Failing(500)])
+    apiserver.lists.append(Listing([source("a")], "5"))
+    mirror = Mirror()
+    errors: list[int] = []
+
+    def on_error(error: Exception) -> None:
+        errors.append(getattr(error, "status", 0))
+
+    task = asyncio.create_task(
+        watch_forever(api, mirror, settings=FAST, on_synced=mirror.on_synced, on_error=on_error)
+    )
+    try:
+        await eventually(lambda: mirror.synced == 1)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    assert errors == [403, 500]
+
+
+@pytest.mark.parametrize(
+    ("resource", "path"),
+    [
+        (PINGSOURCES, "/apis/sources.knative.dev/v1/pingsources"),
+        (Resource(group="", version="v1", plural="services"), "/api/v1/services"),
+    ],
+)
+def test_a_resource_is_listed_cluster_wide_under_api_or_apis(resource: Resource, path: str) -> None:
+    assert resource.path == path

@@ -21,8 +21,8 @@ from pathlib import Path
 import aiohttp
 import yaml
 
-from mtping.lifecycle import Stopper
 from mtping.event import build_template, event_id, render_headers
+from mtping.lifecycle import Stopper
 from mtping.local.app import LocalOptions, run_local
 from mtping.local.loading import local_uid, with_local_defaults
 from mtping.model import parse_source
