@@ -44,6 +44,9 @@ class Job:
 DROPPED = Outcome(
     delivered=False, status=None, attempts=0, error="next tick came before a worker was free"
 )
+STOPPED = Outcome(
+    delivered=False, status=None, attempts=0, error="stopped before the send finished"
+)
 
 
 class Dispatcher:
@@ -125,9 +128,13 @@ class Dispatcher:
             self._finish(job, DROPPED)
             return
         metrics.TICK_LATENESS.observe(max(0.0, time.time() - job.instant.timestamp()))
-        outcome = await self._sender.send_prepared(
-            job.request, tick_headers(job.template, job.instant), give_up_at=job.give_up_at
-        )
+        try:
+            outcome = await self._sender.send_prepared(
+                job.request, tick_headers(job.template, job.instant), give_up_at=job.give_up_at
+            )
+        except asyncio.CancelledError:
+            self._finish(job, STOPPED)  # close(): every job is reported, even one mid-send.
+            raise
         self._finish(job, outcome)
 
     def _finish(self, job: Job, outcome: Outcome) -> None:

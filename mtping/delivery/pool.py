@@ -1,6 +1,7 @@
 """The lean HTTP/1.1 client: keep-alive connections per origin, one asyncio Protocol each.
 
-A connection carries one request at a time (no pipelining): the prepared bytes go out in one
+Connections are pooled per origin and TLS context (the trust they were verified with). A
+connection carries one request at a time (no pipelining): the prepared bytes go out in one
 write, `wire.ResponseParser` frames the response as it arrives, and its body is discarded.
 After a complete response the connection goes back to its origin's pool unless the response
 or the server said otherwise (`Connection: close`, HTTP/1.0 without keep-alive, a body ended by
@@ -54,6 +55,9 @@ _DEADLINE_RESOLUTION: Final = 0.01
 
 
 _Watched = tuple["_Connection", "asyncio.Future[Response]"]
+# Connections are pooled per origin and TLS context: one verified against a sink's CACerts
+# must never carry a send that trusts only the system CAs, and the other way round.
+_PoolKey = tuple[Origin, ssl.SSLContext | None]
 
 
 class _Disconnected(Exception):
@@ -66,7 +70,7 @@ class _Disconnected(Exception):
 
 
 class _Connection(asyncio.Protocol):
-    """One TCP (or TLS) connection; `exchange` sends a request and awaits its response."""
+    """One TCP (or TLS) connection; `send` writes a request and returns its response's future."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop, open_set: set[_Connection]) -> None:
         self._loop = loop
@@ -235,7 +239,7 @@ class LeanClient:
         self._keepalive = keepalive
         self._deadlines = _Deadlines(_DEADLINE_RESOLUTION)
         self._addresses = _Addresses(dns_ttl)
-        self._idle: dict[Origin, deque[_Connection]] = {}
+        self._idle: dict[_PoolKey, deque[_Connection]] = {}
         self._open: set[_Connection] = set()
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -266,8 +270,8 @@ class LeanClient:
         """Send `data` (a whole request) to `route`'s origin within `within` seconds (None: no
         limit); the response, a DeliveryError, or TimeoutError."""
         deadline = None if within is None else asyncio.get_running_loop().time() + within
-        origin = route.origin
-        connection = self._take_idle(origin)
+        pool = (route.origin, tls)
+        connection = self._take_idle(pool)
         replayable = connection is not None
         if connection is None:
             connection = await self._connect_by(route, tls, deadline)
@@ -288,7 +292,7 @@ class LeanClient:
             except BaseException:
                 connection.abort()  # Timeout or cancellation: the stream's state is unknown.
                 raise
-            self._release(origin, connection, keep_alive=response.keep_alive)
+            self._release(pool, connection, keep_alive=response.keep_alive)
             return response
 
     async def _connect_by(
@@ -297,8 +301,8 @@ class LeanClient:
         async with asyncio.timeout_at(deadline):  # Connecting is rare: a timer of its own.
             return await self._connect(route, tls)
 
-    def _take_idle(self, origin: Origin) -> _Connection | None:
-        idle = self._idle.get(origin)
+    def _take_idle(self, pool: _PoolKey) -> _Connection | None:
+        idle = self._idle.get(pool)
         if idle is None:
             return None
         fresh_since = asyncio.get_running_loop().time() - self._keepalive
@@ -310,17 +314,17 @@ class LeanClient:
             else:
                 connection.close()
         if not idle:
-            del self._idle[origin]
+            del self._idle[pool]
         return found
 
-    def _release(self, origin: Origin, connection: _Connection, *, keep_alive: bool) -> None:
+    def _release(self, pool: _PoolKey, connection: _Connection, *, keep_alive: bool) -> None:
         if not (keep_alive and connection.reusable):
             connection.close()
             return
         connection.idle_since = asyncio.get_running_loop().time()
-        idle = self._idle.get(origin)
+        idle = self._idle.get(pool)
         if idle is None:
-            idle = self._idle[origin] = deque()
+            idle = self._idle[pool] = deque()
         idle.append(connection)
 
     async def _connect(self, route: Route, tls: ssl.SSLContext | None) -> _Connection:
@@ -357,11 +361,11 @@ class LeanClient:
     def _sweep(self) -> None:
         """Close connections idle past `keepalive`; the oldest are at the left of each pool."""
         expired_before = asyncio.get_running_loop().time() - self._keepalive
-        for origin, idle in list(self._idle.items()):
+        for pool, idle in list(self._idle.items()):
             while idle and (idle[0].idle_since < expired_before or not idle[0].reusable):
                 idle.popleft().close()
             if not idle:
-                del self._idle[origin]
+                del self._idle[pool]
 
 
 def _unreachable(lost: _Disconnected) -> DeliveryError:

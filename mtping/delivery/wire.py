@@ -310,7 +310,7 @@ def read_head(head: bytes) -> Head | None:
             raise WireError("unexpected 101 Switching Protocols")
         return None
     # From the status line's LF: each field line is then found after a LF.
-    fields = _fields(head.lower(), status_line.end() - 1)
+    fields = _fields(head, status_line.end() - 1)
     connection = fields.connection
     http11 = status_line[1] == b"1"
     persistent = "close" not in connection if http11 else "keep-alive" in connection
@@ -344,21 +344,21 @@ class _Fields:
     retry_after: str | None = None
 
 
-def _fields(lowered_head: bytes, start: int) -> _Fields:
-    """The framing fields of a lowercased head, from the LF at `start` on (module docstring)."""
-    if b"\n " in lowered_head or b"\n\t" in lowered_head:
+def _fields(head: bytes, start: int) -> _Fields:
+    """The framing fields of `head`, from the LF at `start` on (module docstring)."""
+    if b"\n " in head or b"\n\t" in head:
         raise WireError("obsolete header line folding")
     fields = _Fields()
-    for name, raw_value in _FRAMING_FIELD.findall(lowered_head, start):
-        value = raw_value.strip(b" \t")
+    for match in _FRAMING_FIELD.finditer(head.lower(), start):
+        name, value = match[1], match[2].strip(b" \t")
         if name == b"content-length":
             fields.content_length = _content_length(fields.content_length, value)
         elif name == b"transfer-encoding":
             fields.transfer_encoding += _tokens(value)
         elif name == b"connection":
             fields.connection += _tokens(value)
-        else:
-            fields.retry_after = value.decode("latin-1")
+        else:  # Retry-After: an HTTP-date keeps its case, so take it from the original head.
+            fields.retry_after = head[slice(*match.span(2))].strip(b" \t").decode("latin-1")
     return fields
 
 

@@ -2,7 +2,10 @@
 
 `sink`: an aiohttp.web server that records every request and answers from a script.
 `black_hole`: a raw asyncio server that accepts, reads, and never answers.
+`raw`: a scripted raw HTTP/1.1 server (servers.RawServer); `nginx_server`: Debian's nginx.
 `tls_files`: a throwaway CA and a server certificate for 127.0.0.1 signed by it.
+`sender`: a Sender with a fast policy, once per HTTP client (`http_client`: lean, aiohttp).
+Every test here runs on asyncio's own loop and on uvloop (production's).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import datetime as dt
 import ipaddress
 import ssl
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
+import uvloop
 from aiohttp import web
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -24,7 +28,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from multidict import CIMultiDictProxy
 
-from mtping.delivery import DeliveryPolicy, Sender
+from mtping.delivery import HTTP_CLIENTS, DeliveryPolicy, Sender
+from tests.unit.delivery.servers import Nginx, RawServer, nginx, raw_server
 
 # Backoff of about a millisecond: retries are exercised without slowing the tests down.
 FAST = DeliveryPolicy(attempt_timeout=1.0, max_attempts=3, backoff_initial=0.001, backoff_max=0.002)
@@ -164,10 +169,37 @@ async def black_hole() -> AsyncIterator[BlackHole]:
     await server.wait_closed()
 
 
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """Every delivery test on both loops: the lean client is an asyncio Protocol, and uvloop's
+    transports differ from asyncio's in the details it relies on."""
+    return {"asyncio": asyncio.new_event_loop, "uvloop": uvloop.new_event_loop}
+
+
+@pytest.fixture(params=HTTP_CLIENTS)
+def http_client(request: pytest.FixtureRequest) -> str:
+    client: str = request.param
+    return client
+
+
 @pytest.fixture
-async def sender() -> AsyncIterator[Sender]:
-    async with Sender(FAST) as fast_sender:
+async def sender(http_client: str) -> AsyncIterator[Sender]:
+    async with Sender(replace(FAST, http_client=http_client)) as fast_sender:
         yield fast_sender
+
+
+@pytest.fixture
+async def raw() -> AsyncIterator[RawServer]:
+    async with raw_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def nginx_server(tmp_path_factory: pytest.TempPathFactory, tls_files: TlsFiles) -> Iterator[Nginx]:
+    prefix = tmp_path_factory.mktemp("nginx")
+    with nginx(prefix, cert=tls_files.cert_path, key=tls_files.key_path) as server:
+        yield server
 
 
 @dataclass(frozen=True, slots=True)

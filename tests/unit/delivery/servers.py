@@ -217,7 +217,8 @@ def _wait_listening(process: subprocess.Popen[bytes], port: int, prefix: Path) -
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            errors = (prefix / "stderr.log").read_text() + (prefix / "error.log").read_text()
+            logs = [prefix / "stderr.log", prefix / "error.log"]
+            errors = "".join(path.read_text() for path in logs if path.exists())
             pytest.fail(f"nginx exited with {process.returncode}:\n{errors}", pytrace=False)
         with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
             return

@@ -1,4 +1,8 @@
-"""Sender against real HTTP servers on 127.0.0.1: retries, deadlines, isolation, pooling, TLS."""
+"""Sender against real HTTP servers on 127.0.0.1: retries, deadlines, isolation, pooling, TLS.
+
+Each test runs once per HTTP client (the lean one and aiohttp, `http_client`) on both event
+loops: whichever client carries a send, the outcome, the retries and the metrics are the same.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,24 @@ import asyncio
 import contextlib
 import random
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
 
 import pytest
 
-from mtping.delivery import DeliveryPolicy, Outcome, Sender, Target
+from mtping import __version__
+from mtping.delivery import (
+    HTTP_CLIENTS,
+    DeliveryPolicy,
+    Outcome,
+    Sender,
+    Target,
+    prepare_request,
+)
 from mtping.delivery.sending import NO_SLOT, NO_TIME
 from mtping.metrics import REGISTRY
 from tests.unit.delivery.conftest import FAST, BlackHole, Reply, Sink, TlsFiles
+from tests.unit.delivery.servers import CLOSE_UNANSWERED, Answer, Nginx, RawServer
 
 CE_HEADERS = [
     ("ce-specversion", "1.0"),
@@ -25,6 +39,12 @@ CE_HEADERS = [
     ("Content-Type", "application/json"),
 ]
 BODY = b'{"message": "Hello world!"}'
+# The same event as the dispatcher sends it: static headers prepared once, then per tick.
+STATIC_HEADERS = [(name, value) for name, value in CE_HEADERS if name not in ("ce-id", "ce-time")]
+TICK_FIELDS = [
+    ("ce-id", "5b9d1a3e-8c1f-4c53-9f0e-2f6f5b2d8a11"),
+    ("ce-time", "2026-01-01T00:00:00Z"),
+]
 
 
 def now() -> float:
@@ -177,8 +197,10 @@ async def test_retry_after_beyond_the_deadline_gives_up_at_once(sender: Sender, 
     assert now() - started < 0.2
 
 
-async def test_no_backoff_sleep_runs_past_the_deadline(sink: Sink) -> None:
-    slow_backoff = DeliveryPolicy(max_attempts=3, backoff_initial=5.0, backoff_max=5.0)
+async def test_no_backoff_sleep_runs_past_the_deadline(sink: Sink, http_client: str) -> None:
+    slow_backoff = DeliveryPolicy(
+        max_attempts=3, backoff_initial=5.0, backoff_max=5.0, http_client=http_client
+    )
     sink.default = Reply(500)
     started = now()
 
@@ -204,9 +226,13 @@ async def test_connection_refused_is_retried_then_given_up(sender: Sender) -> No
     assert after - before == FAST.max_attempts
 
 
-async def test_a_slow_sink_times_out_each_attempt(sink: Sink) -> None:
+async def test_a_slow_sink_times_out_each_attempt(sink: Sink, http_client: str) -> None:
     policy = DeliveryPolicy(
-        attempt_timeout=0.1, max_attempts=3, backoff_initial=0.001, backoff_max=0.001
+        attempt_timeout=0.1,
+        max_attempts=3,
+        backoff_initial=0.001,
+        backoff_max=0.001,
+        http_client=http_client,
     )
     sink.default = Reply(200, delay=2.0)
     started = now()
@@ -227,9 +253,15 @@ async def test_a_deadline_already_past_makes_no_attempt(sender: Sender, sink: Si
 
 
 async def test_a_black_holed_origin_does_not_starve_other_origins(
-    black_hole: BlackHole, other_sink: Sink
+    black_hole: BlackHole, other_sink: Sink, http_client: str
 ) -> None:
-    policy = DeliveryPolicy(attempt_timeout=5.0, max_attempts=1, per_origin_limit=4, total_limit=6)
+    policy = DeliveryPolicy(
+        attempt_timeout=5.0,
+        max_attempts=1,
+        per_origin_limit=4,
+        total_limit=6,
+        http_client=http_client,
+    )
     in_flight_before = sample("mtping_sends_in_flight")
     async with Sender(policy) as sender:
         async with stuck_sends(sender, black_hole.url, count=20):
@@ -246,8 +278,12 @@ async def test_a_black_holed_origin_does_not_starve_other_origins(
     assert sample("mtping_sends_in_flight") == in_flight_before
 
 
-async def test_waiting_for_a_slot_stops_at_the_deadline(black_hole: BlackHole) -> None:
-    policy = DeliveryPolicy(attempt_timeout=5.0, max_attempts=1, per_origin_limit=1)
+async def test_waiting_for_a_slot_stops_at_the_deadline(
+    black_hole: BlackHole, http_client: str
+) -> None:
+    policy = DeliveryPolicy(
+        attempt_timeout=5.0, max_attempts=1, per_origin_limit=1, http_client=http_client
+    )
     async with Sender(policy) as sender, stuck_sends(sender, black_hole.url, count=1):
         await black_hole.wait_for_connections(1)
         started = now()
@@ -311,3 +347,122 @@ async def test_a_header_with_a_line_break_is_not_sent(sender: Sender, sink: Sink
 
     assert (outcome.delivered, outcome.attempts, outcome.error) == (False, 0, "invalid request")
     assert sink.received == []
+
+
+# --- both clients, byte for byte --------------------------------------------------------------
+
+
+async def test_both_clients_put_the_same_bytes_on_the_wire(raw: RawServer) -> None:
+    request = prepare_request(Target(raw.url), STATIC_HEADERS, BODY)
+    for client in HTTP_CLIENTS:
+        async with Sender(replace(FAST, http_client=client)) as sender:
+            outcome = await sender.send_prepared(request, TICK_FIELDS, give_up_at=now() + 1)
+            assert outcome.delivered, client
+
+    lean, by_aiohttp = (received.data for received in raw.received)
+    expected = (
+        f"POST /events HTTP/1.1\r\nHost: 127.0.0.1:{raw.port}\r\n"
+        f"User-Agent: mtping/{__version__}\r\n"
+        + "".join(f"{name}: {value}\r\n" for name, value in [*STATIC_HEADERS, *TICK_FIELDS])
+        + f"Content-Length: {len(BODY)}\r\n\r\n"
+    ).encode() + BODY
+    assert lean == by_aiohttp == expected
+
+
+async def test_send_and_send_prepared_send_the_same_request(sender: Sender, raw: RawServer) -> None:
+    prepared = prepare_request(Target(raw.url), STATIC_HEADERS, BODY)
+
+    await sender.send(Target(raw.url), [*STATIC_HEADERS, *TICK_FIELDS], BODY, give_up_at=now() + 1)
+    await sender.send_prepared(prepared, TICK_FIELDS, give_up_at=now() + 1)
+
+    assert raw.received[0].data == raw.received[1].data
+
+
+async def test_a_url_with_user_info_goes_through_aiohttp(sender: Sender, raw: RawServer) -> None:
+    url = raw.url.replace("http://", "http://user:secret@")
+
+    outcome = await send(sender, url)
+
+    assert outcome == Outcome(delivered=True, status=200, attempts=1, error=None)
+    assert b"\r\nAuthorization: Basic dXNlcjpzZWNyZXQ=\r\n" in raw.received[0].data
+    assert sender.lean_connections == 0
+
+
+async def test_the_lean_client_pools_its_connections(raw: RawServer) -> None:
+    async with Sender(FAST) as sender:
+        outcomes = await asyncio.gather(*(send(sender, raw.url) for _ in range(20)))
+        assert all(outcome.delivered for outcome in outcomes)
+        assert sender.lean_connections == raw.connections <= FAST.per_origin_limit
+
+        await send(sender, raw.url)
+
+        assert raw.connections == sender.lean_connections
+    assert sender.lean_connections == 0
+
+
+async def test_a_replayed_request_counts_as_one_attempt(raw: RawServer) -> None:
+    raw.script.extend([Answer(), CLOSE_UNANSWERED])
+    async with Sender(FAST) as sender:
+        await send(sender, raw.url)
+        before = sample("mtping_delivery_attempts_total", {"outcome": "2xx"})
+
+        outcome = await send(sender, raw.url)
+
+    assert outcome == Outcome(delivered=True, status=200, attempts=1, error=None)
+    assert sample("mtping_delivery_attempts_total", {"outcome": "2xx"}) - before == 1
+    assert len(raw.received) == 3  # The keep-alive race's price: the sink saw it twice.
+
+
+# --- nginx --------------------------------------------------------------------------------------
+
+
+async def test_nginx_closing_connections_costs_no_attempt(
+    sender: Sender, nginx_server: Nginx
+) -> None:
+    """nginx closes each connection after 5 requests, and idle ones after 1 s."""
+    before = len(nginx_server.requests())
+
+    outcomes = [await send(sender, nginx_server.url) for _ in range(12)]
+    await asyncio.sleep(1.3)
+    outcomes += await asyncio.gather(*(send(sender, nginx_server.url) for _ in range(12)))
+
+    assert {outcome.attempts for outcome in outcomes} == {1}
+    assert {outcome.status for outcome in outcomes} == {202}
+    await wait_until(lambda: len(nginx_server.requests()) - before == 24)
+
+
+async def test_nginx_bodies_are_read_and_connections_kept(
+    sender: Sender, nginx_server: Nginx
+) -> None:
+    outcomes = [await send(sender, nginx_server.url + "page") for _ in range(3)]
+
+    assert {(outcome.status, outcome.attempts) for outcome in outcomes} == {(200, 1)}
+
+
+async def test_nginx_retry_after_beyond_the_deadline_stops_at_once(
+    sender: Sender, nginx_server: Nginx
+) -> None:
+    started = now()
+
+    outcome = await send(sender, nginx_server.url + "busy", within=0.5)
+
+    assert outcome == Outcome(
+        delivered=False, status=503, attempts=1, error="503 Service Unavailable"
+    )
+    assert now() - started < 0.3
+
+
+async def test_nginx_over_tls(sender: Sender, nginx_server: Nginx, tls_files: TlsFiles) -> None:
+    trusted = await send(sender, nginx_server.tls_url, ca_certs=tls_files.ca_pem)
+    untrusted = await send(sender, nginx_server.tls_url)
+
+    assert trusted == Outcome(delivered=True, status=202, attempts=1, error=None)
+    assert untrusted == Outcome(
+        delivered=False, status=None, attempts=1, error="TLS certificate verification failed"
+    )
+
+
+async def wait_until(condition: Callable[[], bool], *, within: float = 2.0) -> None:
+    async with asyncio.timeout(within):
+        while not condition():
+            await asyncio.sleep(0.02)
