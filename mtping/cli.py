@@ -114,6 +114,12 @@ def _add_run(run: argparse.ArgumentParser) -> None:
         help="DNS suffix of Service sinks (default cluster.local)",
     )
     run.add_argument(
+        "--per-source-metrics",
+        action="store_true",
+        help="also count events per source in mtping_source_events_total (a series per "
+        "source: mind Prometheus' cardinality)",
+    )
+    run.add_argument(
         "--failure-event-interval",
         type=float,
         default=defaults.failure_event_interval,
@@ -317,6 +323,7 @@ def settings_from(args: argparse.Namespace, env: dict[str, str]) -> Settings:
             delivery_interval=args.status_interval, delivery_refresh=args.status_refresh
         ),
         failure_event_interval=args.failure_event_interval,
+        per_source_metrics=args.per_source_metrics,
         no_shutdown_after=no_shutdown_after_from_env(env, defaults.no_shutdown_after),
         log_format=args.log_format,
         log_level=args.log_level,

@@ -19,6 +19,7 @@ from typing import Any
 from mtping.delivery import Sender
 from mtping.engine import DeliveryObserver, Engine, FailureReporter
 from mtping.model import Limits, PingSourceSpec, parse_source
+from mtping.per_source import PerSourceMetrics
 from mtping.resolving import Resolver
 from mtping.settings import Settings
 from mtping.sources import SourceObserver
@@ -76,6 +77,8 @@ def build_engine(
     deliveries: DeliveryObserver | None = None,
     limits: Callable[[], Limits] = Limits,
 ) -> Engine:
+    if settings.per_source_metrics:
+        observer = deliveries = PerSourceMetrics(observer, deliveries)
     return Engine(
         sender=sender,
         resolver=resolver,

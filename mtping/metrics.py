@@ -115,3 +115,10 @@ STATUS_WRITES = Counter(
     ["result"],
     registry=REGISTRY,
 )
+SOURCE_EVENTS = Counter(
+    "mtping_source_events_total",
+    "Ticks finished per source (only with --per-source-metrics: one series per source and "
+    "result, removed when the source is deleted).",
+    ["namespace", "name", "result"],
+    registry=REGISTRY,
+)

@@ -105,6 +105,8 @@ class Settings:
     no_shutdown_after: int = 55
     """On SIGTERM after this second of the minute, stay until the minute's ticks are sent
     (`K_NO_SHUTDOWN_AFTER`, as Knative)."""
+    per_source_metrics: bool = False
+    """Export `mtping_source_events_total` with a series per source (cardinality!)."""
     failure_event_interval: float = 60.0
     """At most one Kubernetes Event write per failing source per this many seconds."""
     drain_seconds: float = 10.0
