@@ -26,9 +26,11 @@ KNATIVE = "knative"
 KNATIVE_SYNC_LINE = b'"message":"Synchronizing schedule"'
 KNATIVE_KEY = b'"knative.dev/key":"'
 # Knative's default logging samples repeated messages (100 a second, then 1 in 100), which
-# would hide "Synchronizing schedule" lines: the same JSON encoding, without sampling.
+# would hide "Synchronizing schedule" lines: the same JSON encoding, without sampling (null:
+# its defaults start from zap's production config, which samples).
 KNATIVE_LOGGING = {
     "level": "info",
+    "sampling": None,
     "development": False,
     "outputPaths": ["stdout"],
     "errorOutputPaths": ["stderr"],

@@ -30,6 +30,7 @@ class Arrival:
     """namespace/name"""
     ce_time: float
     agent: str
+    event_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +61,7 @@ def parse_lines(lines: Iterable[bytes]) -> list[Arrival]:
         parts = raw.decode(errors="replace").rstrip("\n").split(" ", 5)
         if len(parts) < 6 or parts[3] == "-" or parts[2] == "-":
             continue
-        msec, _id, ce_time, ce_source, _status, user_agent = parts
+        msec, event_id, ce_time, ce_source, _status, user_agent = parts
         namespace_name = _namespace_name(unquote(ce_source))
         if namespace_name is None:
             continue
@@ -70,6 +71,7 @@ def parse_lines(lines: Iterable[bytes]) -> list[Arrival]:
                 source=namespace_name,
                 ce_time=parser.epoch(unquote(ce_time)),
                 agent=agent_of(user_agent),
+                event_id=event_id,
             )
         )
     return arrivals
@@ -128,6 +130,23 @@ def collect_ticks(arrivals: Iterable[Arrival]) -> Ticks:
         if tick not in ticks.first or arrival.arrival < ticks.first[tick]:
             ticks.first[tick] = arrival.arrival
     return ticks
+
+
+def repeated_ids(arrivals: Iterable[Arrival], *, window_start: float, window_end: float) -> int:
+    """Arrivals of workload ticks in the window that repeat an earlier arrival's ce-id.
+
+    Knative's ids are random per tick but kept across its retries, so for Knative this counts
+    retries of requests that had already reached the sink; for mtping it equals `duplicated`.
+    """
+    seen: set[str] = set()
+    repeats = 0
+    for arrival in arrivals:
+        if is_probe(arrival.source):
+            continue
+        if window_start <= scheduled_instant(arrival) < window_end:
+            repeats += arrival.event_id in seen
+            seen.add(arrival.event_id)
+    return repeats
 
 
 def minute_counts(

@@ -37,6 +37,11 @@ class RunResult:
     idle_rss_kib: int | None
     start_to_scheduled_s: float | None
     create_to_first_s: list[float | None]
+    first_tick_late_s: list[float | None]
+    """Per probe: first arrival minus the first whole second after it was Ready (its first
+    due tick), so negative never, and about 1 s more when that tick was missed."""
+    repeated_ids: int
+    """Arrivals of window ticks repeating an earlier ce-id (Knative: retries that duplicate)."""
     rows: list[tuple[str, float, float]] = field(repr=False)
     """(source, scheduled instant, first arrival) for lateness.csv."""
     notes: list[str] = field(default_factory=list)
@@ -83,6 +88,8 @@ class RunResult:
             "rss_per_source_kib": self.rss_per_source_kib,
             "start_to_all_scheduled_s": self.start_to_scheduled_s,
             "create_to_first_event_s": self.create_to_first_s,
+            "probe_first_due_tick_lateness_s": self.first_tick_late_s,
+            "repeated_ce_ids": self.repeated_ids,
             "notes": self.notes,
         }
 

@@ -274,6 +274,13 @@ class Bench:
                 _minus(firsts.get(f"{p.namespace}/{p.name}"), p.created_at)
                 for p in measured.created
             ],
+            first_tick_late_s=[
+                _minus(firsts.get(f"{p.namespace}/{p.name}"), math.ceil(p.ready_at))
+                for p in measured.created
+            ],
+            repeated_ids=analysis.repeated_ids(
+                arrivals, window_start=window_start, window_end=window_end
+            ),
             rows=analysis.lateness_rows(ticks, window_start=window_start, window_end=window_end),
             notes=measured.notes,
         )
@@ -454,11 +461,30 @@ def _report_text(
         verdict_lines(checks),
     ]
     lines.extend(f"note: {r.adapter} N={r.n}: {note}" for r in results for note in r.notes)
+    lines.extend(
+        f"note: {r.adapter} N={r.n}: {r.repeated_ids} arrivals repeated an earlier ce-id (retries)"
+        for r in results
+        if r.repeated_ids
+    )
+    lines.extend(_probe_lines(results))
     for profile in profiles:
         lines.extend(["", f"profile {profile.phase}: {profile.samples} busy samples"])
         lines.extend(f"  self {e.share:6.1%}  {e.function}" for e in profile.self_top[:10])
         lines.extend(f"  incl {e.share:6.1%}  {e.function}" for e in profile.total_top[:12])
     return "\n".join(lines)
+
+
+def _probe_lines(results: list[RunResult]) -> list[str]:
+    lines = []
+    for r in results:
+        late = [
+            f"{value * 1000:.0f}" if value is not None else "never" for value in r.first_tick_late_s
+        ]
+        lines.append(
+            f"probes: {r.adapter} N={r.n}: first due tick after Ready arrived "
+            f"+[{', '.join(late)}] ms"
+        )
+    return lines
 
 
 # -- options and environment --------------------------------------------------------------------

@@ -207,6 +207,8 @@ class Probe:
     name: str
     created_at: float
     """Wall-clock time the create request was sent (epoch seconds, as nginx logs)."""
+    ready_at: float
+    """Wall-clock time the status write (Ready) was answered: from then on it may fire."""
 
 
 def create_probe(rest: RestClient, *, tag: str, index: int, sink: str) -> Probe:
@@ -218,7 +220,7 @@ def create_probe(rest: RestClient, *, tag: str, index: int, sink: str) -> Probe:
     rest.request("POST", collection_path(namespace), body=obj)
     path = f"{collection_path(namespace)}/{name}/status"
     rest.request("PATCH", path, body=ready_status(sink), content_type=MERGE_PATCH)
-    return Probe(namespace=namespace, name=name, created_at=created_at)
+    return Probe(namespace=namespace, name=name, created_at=created_at, ready_at=time.time())
 
 
 def delete_probe(rest: RestClient, probe: Probe) -> None:

