@@ -416,7 +416,7 @@ def cpu_text(cpu_used: tuple[float, float], span: float) -> str:
     return f"{user:.2f}s user + {system:.2f}s system ({share:.0f}% of one core over the burst)"
 
 
-def client_choice(http_client: str) -> dict[str, str]:
+def client_choice(http_client: str) -> dict[str, Any]:
     """The DeliveryPolicy argument choosing the client, where there is a choice."""
     return {"http_client": http_client} if "HTTP_CLIENTS" in vars(delivery) else {}
 
