@@ -327,29 +327,3 @@ async def test_adapter_mode_fires_only_ready_sources_at_status_sink_uri(
     await sink.wait_for(count_from("ready", 3), timeout=8)
 
     assert sink.from_source("not-ready") == []
-
-
-async def test_invalid_source_in_the_store_is_never_scheduled_and_hurts_nobody(
-    control_plane: ControlPlane, namespace: str, sink: RecordingSink, run_mtping: Any
-) -> None:
-    mtping = run_mtping()
-    await mtping.wait_ready()
-    # The CRD cannot know IANA zone names, so this reaches the store; mtping must refuse it.
-    create_source(
-        control_plane,
-        namespace,
-        "martian",
-        {"schedule": "* * * * * *", "timezone": "Mars/Olympus_Mons", "sink": {"uri": sink.url}},
-    )
-    create_source(
-        control_plane,
-        namespace,
-        "earthling",
-        {"schedule": "* * * * * *", "sink": {"uri": sink.url}},
-    )
-
-    await sink.wait_for(count_from("earthling", 3), timeout=8)
-
-    assert sink.from_source("martian") == []
-    assert mtping.metric("mtping_sources_unscheduled", reason="invalid") == 1
-    assert "spec.timezone" in mtping.log_text()
