@@ -17,8 +17,6 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from prometheus_client import Counter
-
 from mtping import metrics
 from mtping.delivery import Outcome, Sender
 from mtping.delivery.dispatching import Dispatcher, Job
@@ -78,6 +76,7 @@ class Engine:
     def _fire(self, tick: DueTick[Firing], now: datetime) -> None:
         # Each event may be retried until its source's next tick, never past it.
         give_up_at = asyncio.get_running_loop().time() + (tick.next_instant - now).total_seconds()
+        instant_seconds = tick.instant.timestamp()
         for firing in tick.payloads:
             self.dispatcher.submit(
                 Job(
@@ -85,6 +84,7 @@ class Engine:
                     template=firing.template,
                     request=firing.request,
                     instant=tick.instant,
+                    instant_seconds=instant_seconds,
                     give_up_at=give_up_at,
                 )
             )
@@ -109,7 +109,7 @@ class Engine:
 
 
 @functools.lru_cache(maxsize=4096)
-def _delivered_counter(namespace: str) -> Counter:
+def _delivered_counter(namespace: str) -> metrics.EventCount:
     """The delivered-events counter of `namespace`: a label lookup per namespace, not per event
     (`labels()` costs as much as a tenth of a whole send)."""
     return metrics.EVENTS.labels(namespace=namespace, result="delivered")

@@ -28,15 +28,18 @@ from mtping.model import SourceKey
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Job:
-    """One event to send: a source's template at one scheduled instant."""
+    """One event to send: a source's template at one scheduled instant. (Not frozen: a frozen
+    dataclass sets each field through object.__setattr__, and a burst builds 100k of these.)"""
 
     source: SourceKey
     template: EventTemplate
     request: PreparedRequest
     """The sink's request minus `ce-id` and `ce-time`, prepared once per source change."""
     instant: datetime
+    instant_seconds: float
+    """`instant` as seconds since the epoch (computed once per tick, not once per event)."""
     give_up_at: float
     """Loop-clock time after which the event is abandoned (the source's next tick)."""
 
@@ -71,7 +74,9 @@ class Dispatcher:
     def submit(self, job: Job) -> None:
         """Queue `job` without waiting; start a worker for its origin if one is allowed."""
         origin = job.request.origin
-        queue = self._queues.setdefault(origin, deque())
+        queue = self._queues.get(origin)
+        if queue is None:  # Not setdefault: that would build a deque per job.
+            queue = self._queues[origin] = deque()
         queue.append(job)
         EVENTS_QUEUED.value += 1
         if self._workers.get(origin, 0) < min(self._per_origin_limit, len(queue)):
@@ -110,9 +115,10 @@ class Dispatcher:
 
     async def _work(self, origin: Origin) -> None:
         queue = self._queues[origin]
+        loop = asyncio.get_running_loop()
         try:
             while queue:
-                await self._deliver(queue.popleft())
+                await self._deliver(queue.popleft(), loop)
         finally:
             self._workers[origin] -= 1
             if not self._workers[origin]:
@@ -122,12 +128,11 @@ class Dispatcher:
             if not self._workers:
                 self._idle.set()
 
-    async def _deliver(self, job: Job) -> None:
-        loop = asyncio.get_running_loop()
+    async def _deliver(self, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         if loop.time() >= job.give_up_at:
             self._finish(job, DROPPED)
             return
-        metrics.TICK_LATENESS.observe(max(0.0, time.time() - job.instant.timestamp()))
+        metrics.TICK_LATENESS.observe(max(0.0, time.time() - job.instant_seconds))
         try:
             outcome = await self._sender.send_prepared(
                 job.request, tick_headers(job.template, job.instant), give_up_at=job.give_up_at

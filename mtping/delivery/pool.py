@@ -269,9 +269,11 @@ class LeanClient:
     ) -> Response:
         """Send `data` (a whole request) to `route`'s origin within `within` seconds (None: no
         limit); the response, a DeliveryError, or TimeoutError."""
-        deadline = None if within is None else asyncio.get_running_loop().time() + within
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = None if within is None else now + within
         pool = (route.origin, tls)
-        connection = self._take_idle(pool)
+        connection = self._take_idle(pool, fresh_since=now - self._keepalive)
         replayable = connection is not None
         if connection is None:
             connection = await self._connect_by(route, tls, deadline)
@@ -292,7 +294,7 @@ class LeanClient:
             except BaseException:
                 connection.abort()  # Timeout or cancellation: the stream's state is unknown.
                 raise
-            self._release(pool, connection, keep_alive=response.keep_alive)
+            self._release(pool, connection, keep_alive=response.keep_alive, now=loop.time())
             return response
 
     async def _connect_by(
@@ -301,27 +303,25 @@ class LeanClient:
         async with asyncio.timeout_at(deadline):  # Connecting is rare: a timer of its own.
             return await self._connect(route, tls)
 
-    def _take_idle(self, pool: _PoolKey) -> _Connection | None:
+    def _take_idle(self, pool: _PoolKey, *, fresh_since: float) -> _Connection | None:
+        """The most recently used idle connection of `pool` not idle since before
+        `fresh_since`. An emptied pool stays (the sweep drops it): a burst empties and refills
+        it on every send."""
         idle = self._idle.get(pool)
-        if idle is None:
-            return None
-        fresh_since = asyncio.get_running_loop().time() - self._keepalive
-        found = None
-        while idle and found is None:
+        while idle:
             connection = idle.pop()
             if connection.reusable and connection.idle_since >= fresh_since:
-                found = connection
-            else:
-                connection.close()
-        if not idle:
-            del self._idle[pool]
-        return found
+                return connection
+            connection.close()
+        return None
 
-    def _release(self, pool: _PoolKey, connection: _Connection, *, keep_alive: bool) -> None:
+    def _release(
+        self, pool: _PoolKey, connection: _Connection, *, keep_alive: bool, now: float
+    ) -> None:
         if not (keep_alive and connection.reusable):
             connection.close()
             return
-        connection.idle_since = asyncio.get_running_loop().time()
+        connection.idle_since = now
         idle = self._idle.get(pool)
         if idle is None:
             idle = self._idle[pool] = deque()

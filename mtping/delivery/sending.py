@@ -31,8 +31,6 @@ from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final, Self
 
-from prometheus_client import Counter
-
 from mtping.delivery.aiohttp_client import AiohttpClient
 from mtping.delivery.errors import (
     DeliveryError,
@@ -53,7 +51,7 @@ from mtping.delivery.preparing import (
 )
 from mtping.delivery.slots import Slots
 from mtping.delivery.wire import Response, WireError, encode_fields
-from mtping.metrics import ATTEMPTS, RETRIES, SINK_LATENCY
+from mtping.metrics import ATTEMPTS, RETRIES, SINK_LATENCY, EventCount
 
 NO_SLOT: Final = "deadline passed waiting for a connection slot"
 NO_TIME: Final = "deadline passed before the first attempt"
@@ -343,7 +341,7 @@ class _NoSlot(Exception):
 
 
 # Label children of the attempts counter, looked up once per outcome class, not per attempt.
-_ATTEMPT_COUNTERS: dict[str, Counter] = {}
+_ATTEMPT_COUNTERS: dict[str, EventCount] = {}
 
 
 def _record(started: float, outcome_class: str) -> None:

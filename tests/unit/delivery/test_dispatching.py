@@ -28,6 +28,7 @@ def job(url: str, *, give_up_in: float = 5.0, name: str = "ping") -> Job:
         template=firing.template,
         request=firing.request,
         instant=INSTANT,
+        instant_seconds=INSTANT.timestamp(),
         give_up_at=asyncio.get_running_loop().time() + give_up_in,
     )
 
