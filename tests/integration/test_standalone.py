@@ -292,6 +292,37 @@ async def test_an_addressable_resolves_from_its_status_even_when_created_after_t
     print(f"created-before-sink: Ready {became_ready:.2f}s after the sink appeared")
 
 
+async def test_ref_address_picks_a_named_address_and_survives_the_crd_schema(
+    control_plane: ControlPlane,
+    namespace: str,
+    sink: RecordingSink,
+    run_mtping: Any,
+    addressables: None,
+) -> None:
+    target = sink_object("multi", "http://127.0.0.1:9/unused")
+    target["status"] = {
+        "addresses": [
+            {"name": "first", "url": "http://127.0.0.1:9/first"},
+            {"name": "second", "url": sink.url},
+        ]
+    }
+    control_plane.apply(target, namespace=namespace)
+    mtping = run_mtping()
+    await mtping.wait_ready()
+    ref = {"apiVersion": "example.com/v1", "kind": "Sink", "name": "multi", "address": "second"}
+    create_source(
+        control_plane, namespace, "named", {"schedule": EVERY_SECOND, "sink": {"ref": ref}}
+    )
+
+    found = await wait_for_source(
+        control_plane, namespace, "named", lambda obj: ready(obj) == "True"
+    )
+    await sink.wait_for(count_from("named", 1), timeout=5)
+
+    assert found["spec"]["sink"]["ref"]["address"] == "second"  # not pruned by the schema
+    assert found["status"]["sinkUri"] == sink.url
+
+
 async def test_a_kind_mtping_may_not_read_says_which_role_is_missing(
     control_plane: ControlPlane, namespace: str, run_mtping: Any, addressables: None
 ) -> None:
