@@ -76,6 +76,7 @@ PROBES = 5
 @dataclass(frozen=True, slots=True)
 class Options:
     sizes: tuple[int, ...]
+    adapters: tuple[str, ...]
     minutes: int
     out: Path
     sinks: int
@@ -415,17 +416,17 @@ def apply_as(plane: ControlPlane, obj: dict[str, Any], *, manager: str) -> None:
 
 def _run_sizes(bench: Bench, results: list[RunResult], profiles: list[Profile]) -> None:
     options = bench.options
-    for name in (MTPING, KNATIVE):
+    for name in options.adapters:
         bench.measure_idle(name)
     for n in options.sizes:
         _wait_for_quiet(options)
         bench.grow_to(n)
-        for name in (MTPING, KNATIVE):
+        for name in options.adapters:
             _wait_for_quiet(options)
             result = bench.run(name, n)
             results.append(result)
             print(table([result]), flush=True)
-    if options.profile:
+    if options.profile and MTPING in options.adapters:
         largest = options.sizes[-1]
         ours = next(r for r in results if r.adapter == MTPING and r.n == largest)
         _wait_for_quiet(options)
@@ -500,6 +501,11 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         help="workload sizes N, comma separated (default %(default)s)",
     )
     parser.add_argument(
+        "--adapters",
+        default=f"{MTPING},{KNATIVE}",
+        help="adapters to run, in this order, comma separated (default %(default)s)",
+    )
+    parser.add_argument(
         "--minutes",
         type=int,
         default=2,
@@ -540,8 +546,13 @@ def parse_options(argv: Sequence[str] | None) -> Options:
         "--keep-work", action="store_true", help="keep the work dir (logs, access log, etcd)"
     )
     args = parser.parse_args(argv)
+    adapters = tuple(name.strip() for name in args.adapters.split(",") if name.strip())
+    unknown = set(adapters) - {MTPING, KNATIVE}
+    if unknown or not adapters:
+        parser.error(f"--adapters: choose from {MTPING}, {KNATIVE} (got {args.adapters!r})")
     return Options(
         sizes=tuple(sorted({int(size) for size in args.sources.split(",")})),
+        adapters=adapters,
         minutes=args.minutes,
         out=args.out,
         sinks=args.sinks,
@@ -568,6 +579,9 @@ def _meta(options: Options) -> dict[str, Any]:
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores, {_memory_gib():.0f} GiB",
         "sizes": list(options.sizes),
+        "adapters": list(options.adapters),
+        # Set to run an older mtping tree (a `git archive` copy) against this benchmark.
+        "pythonpath": os.environ.get("PYTHONPATH", ""),
         "minutes": options.minutes,
         "sinks": options.sinks,
     }

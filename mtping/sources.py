@@ -1,11 +1,12 @@
 """The registry of PingSources: turns watched objects into scheduler entries.
 
-It is the consumer of the watch (cluster mode) and of the file loader (local mode): each raw
-object is parsed into a validated spec, its sink resolved, its event template built once, and
-the result upserted into the scheduler. An object whose resourceVersion is unchanged (a resync,
-a relist) costs one dict lookup and touches nothing. An invalid or unresolvable source is
-unscheduled and its reason kept, logged once per change; it never raises out of here, so one
-tenant's bad object cannot stop the watch that serves everybody else.
+It is the consumer of the watch (cluster mode: lists page by page, `begin_list`) and of the
+file loader (local mode, `replace_all`): each raw object is parsed into a validated spec, its
+sink resolved, its event template built once, and the result upserted into the scheduler. An
+object whose resourceVersion is unchanged (a resync, a relist) costs one dict lookup and
+touches nothing. An invalid or unresolvable source is unscheduled and its reason kept, logged
+once per change; it never raises out of here, so one tenant's bad object cannot stop the watch
+that serves everybody else.
 
 The last valid spec of each source is kept, so `reresolve` can resolve it again when its sink
 changes, without the raw object. Each outcome (scheduled with its sink, unresolved, invalid)
@@ -103,16 +104,16 @@ class SourceRegistry:
     def __len__(self) -> int:
         return len(self._versions)
 
+    def begin_list(self) -> ListedSources:
+        """A full list, page by page: each page is applied as it comes, and what the whole
+        list did not contain is forgotten when it is finished (the watch's Consumer)."""
+        return ListedSources(self)
+
     def replace_all(self, objects: Iterable[RawObject]) -> None:
         """Make the registry equal to `objects`: what is missing from them was deleted."""
-        listed: set[SourceKey] = set()
-        for obj in objects:
-            key = self._apply_change(obj)
-            if key is not None:
-                listed.add(key)
-        for gone in self._versions.keys() - listed:
-            self._forget(gone)
-        _freeze_long_lived()
+        listing = self.begin_list()
+        listing.add(objects)
+        listing.finish()
 
     def apply(self, event_type: str, obj: RawObject) -> None:
         if event_type == "DELETED":
@@ -178,6 +179,12 @@ class SourceRegistry:
         self._set_problem(key, None)
         self._observer.source_deleted(key)
 
+    def _forget_all_but(self, listed: set[SourceKey]) -> None:
+        """A full list ended: what it did not hold was deleted meanwhile."""
+        for gone in self._versions.keys() - listed:
+            self._forget(gone)
+        _freeze_long_lived()
+
     def _set_problem(self, key: SourceKey, problem: Problem | None) -> bool:
         """Record (or clear, with None) why `key` is unscheduled; True if that changed."""
         old = self.problems.get(key)
@@ -190,6 +197,26 @@ class SourceRegistry:
             self.problems[key] = problem
             metrics.UNSCHEDULED_SOURCES.labels(reason=problem.reason).inc()
         return True
+
+
+class ListedSources:
+    """One full list being applied to a registry: its pages are applied at once, and the keys
+    they held remembered, so that `finish` can forget the sources the list no longer has.
+    Dropped unfinished (a list that failed half-way), it has deleted nothing."""
+
+    def __init__(self, registry: SourceRegistry) -> None:
+        self._registry = registry
+        self._listed: set[SourceKey] = set()
+
+    def add(self, objects: Iterable[RawObject]) -> None:
+        for obj in objects:
+            key = self._registry._apply_change(obj)
+            if key is not None:
+                self._listed.add(key)
+
+    def finish(self) -> None:
+        self._registry._forget_all_but(self._listed)
+        self._listed = set()
 
 
 def _freeze_long_lived() -> None:

@@ -26,7 +26,14 @@ from kubernetes_asyncio.client import ApiClient
 from mtping.delivery import Target
 from mtping.kube.discovery import NotServed, discover, split_api_version
 from mtping.kube.errors import ApiStatusError, KubeError
-from mtping.kube.watching import Backoff, RawObject, Resource, WatchSettings, watch_forever
+from mtping.kube.watching import (
+    Backoff,
+    CollectedList,
+    RawObject,
+    Resource,
+    WatchSettings,
+    watch_forever,
+)
 from mtping.model import PingSourceSpec, SinkRef, SourceKey
 from mtping.model.addressable import EXISTS, Addressable, read_addressable
 from mtping.model.status import Unresolved
@@ -168,7 +175,7 @@ class ClusterResolver:
 class KindIndex:
     """One watched kind: what resolution needs of each object, and whether it is known yet.
 
-    The watch's Consumer (`replace_all`, `apply`): values are compared, so a change that
+    The watch's Consumer (`begin_list`, `apply`): values are compared, so a change that
     resolution does not read (a label, an unrelated status field) re-resolves nobody.
     """
 
@@ -229,6 +236,10 @@ class KindIndex:
             self.on_change(self.kind, None)
 
     # --- Consumer ------------------------------------------------------------------------
+
+    def begin_list(self) -> CollectedList:
+        """Whole lists at once: sink kinds are small, and a diff needs the old and new sets."""
+        return CollectedList(self.replace_all)
 
     def replace_all(self, objects: list[RawObject]) -> None:
         fresh = dict(entry for obj in objects if (entry := self._entry(obj)) is not None)

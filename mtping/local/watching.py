@@ -11,9 +11,9 @@ A file's sources change only when a version of it loads without a problem: a bad
 syntax error, an invalid source) is reported and the last good version of that file stays
 scheduled. A file seen for the first time contributes its valid sources even if others in it
 are not. Sources whose sink cannot be resolved, and second definitions of a namespace/name,
-are reported once and skipped. The result goes to the registry with `replace_all`, the call
-a cluster relist makes, so the engine cannot tell local mode from a cluster. File reads run in
-a worker thread; the registry is only touched from the event loop.
+are reported once and skipped. The result goes to the registry with `replace_all`: a whole
+list, as a cluster relist applies one, so the engine cannot tell local mode from a cluster.
+File reads run in a worker thread; the registry is only touched from the event loop.
 """
 
 from __future__ import annotations

@@ -78,6 +78,34 @@ def test_relist_forgets_what_is_gone() -> None:
     assert len(registry) == 1
 
 
+def test_a_paged_list_schedules_each_page_at_once_and_forgets_only_when_finished() -> None:
+    registry, scheduler, _ = make_registry()
+    registry.replace_all([pingsource("a"), pingsource("gone")])
+    listing = registry.begin_list()
+
+    listing.add([pingsource("a"), pingsource("b")])
+    assert (len(scheduler), len(registry)) == (3, 3), "page 1 applied, nothing forgotten yet"
+    listing.add([pingsource("c")])
+    listing.finish()
+
+    assert (len(scheduler), len(registry)) == (3, 3)  # a, b, c: "gone" was not listed
+
+
+def test_an_unfinished_list_forgets_nothing_and_the_next_list_does() -> None:
+    registry, scheduler, parse = make_registry()
+    registry.replace_all([pingsource("a"), pingsource("gone")])
+    broken = registry.begin_list()
+    broken.add([pingsource("a"), pingsource("b")])  # then the list fails
+    assert len(scheduler) == 3, "gone is kept: the list that would say so never finished"
+
+    retry = registry.begin_list()
+    retry.add([pingsource("a"), pingsource("b")])
+    retry.finish()
+
+    assert len(scheduler) == 2
+    assert parse.calls == 3, "a, gone, b: the retry's pages were already applied"
+
+
 def test_delete_unschedules() -> None:
     registry, scheduler, _ = make_registry()
     registry.apply("ADDED", pingsource("a"))

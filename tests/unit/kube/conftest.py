@@ -88,7 +88,8 @@ WatchReply = list[WatchStep] | Failing
 
 @dataclass
 class FakeApiserver:
-    """Scripted answers: `lists` and `watches` pop one reply per request, then the defaults.
+    """Scripted answers: `lists` and `watches` pop one reply per request, then the defaults;
+    `continuations` likewise for the requests of a list's later pages.
 
     A watch script that runs out without `End` or `Abort` keeps the stream open and silent.
     Events live in `events` by (namespace, name); `event_failures` answers the next Event
@@ -97,6 +98,8 @@ class FakeApiserver:
 
     lists: deque[ListReply] = field(default_factory=deque)
     default_list: ListReply = field(default_factory=lambda: Listing([], "1"))
+    continuations: deque[Failing | Stalling] = field(default_factory=deque)
+    """Answers to the next requests for a later page (with a continue token), before pages."""
     watches: deque[WatchReply] = field(default_factory=deque)
     events: dict[tuple[str, str], RawObject] = field(default_factory=dict)
     event_failures: deque[int | Stalling] = field(default_factory=deque)
@@ -143,14 +146,14 @@ class FakeApiserver:
         if request.query.get("watch", "").lower() in ("true", "1", "t"):
             return await self._watch(request)
         token = request.query.get("continue")
+        if token and self.continuations:
+            return await _fail_list(request, self.continuations.popleft())
         if token:
             snapshot, offset = (int(part) for part in token.split(":"))
             return self._page(snapshot, offset, int(request.query["limit"]))
         reply = self.lists.popleft() if self.lists else self.default_list
-        if isinstance(reply, Failing):
-            return _status(reply)
-        if isinstance(reply, Stalling):
-            return await _stall(request)
+        if not isinstance(reply, Listing):
+            return await _fail_list(request, reply)
         self._snapshots.append(reply)
         return self._page(len(self._snapshots) - 1, 0, int(request.query["limit"]))
 
@@ -224,6 +227,12 @@ async def _fail(request: web.Request, failure: int | Stalling) -> web.Response:
         await asyncio.Event().wait()  # until the client gives up (the handler is cancelled)
     assert isinstance(failure, int)
     return _status(Failing(failure))
+
+
+async def _fail_list(request: web.Request, reply: Failing | Stalling) -> web.StreamResponse:
+    if isinstance(reply, Stalling):
+        return await _stall(request)
+    return _status(reply)
 
 
 async def _stall(request: web.Request) -> web.StreamResponse:

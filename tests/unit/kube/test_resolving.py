@@ -85,6 +85,24 @@ async def test_a_service_sink_waits_for_the_first_list_then_needs_the_service() 
     assert notified.batches == [[A], [A]]  # the first list, then the Service's creation
 
 
+async def test_a_kind_is_known_once_its_whole_list_is_in_not_at_its_first_page() -> None:
+    cluster, notified, api = resolver()
+    async with api:
+        a = spec("a", to_service("display"))
+        cluster.resolve(a)
+        listing = cluster.index(SERVICE).begin_list()
+
+        listing.add([service("other")])
+        after_page = cluster.resolve(a)
+        listing.add([service("display")])
+        listing.finish()
+        after_list = cluster.resolve(a)
+
+    assert isinstance(after_page, Unresolved) and after_page.waiting
+    assert after_list == Target("http://display.team.svc.cluster.local/")
+    assert notified.batches == [[A]]
+
+
 async def test_only_changes_that_resolution_reads_re_resolve_the_dependents() -> None:
     cluster, notified, api = resolver()
     async with api:
