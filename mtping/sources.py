@@ -222,9 +222,11 @@ class ListedSources:
 def _freeze_long_lived() -> None:
     """Exempt what a full list built (specs, templates, prepared requests: long-lived) from the
     cyclic garbage collector's full passes. With 30k sources one full pass during a tick's
-    burst costs ~0.3 s of lateness (bench/README.md). Young garbage is collected first, so
-    little garbage is frozen; acyclic garbage is freed by reference counting all the same."""
-    gc.collect(1)
+    burst costs ~0.3 s of lateness (bench/README.md). Frozen objects are still freed by
+    reference counting when they die; only garbage *cycles* among them stay. No collection
+    first: the watch pauses the collector during a list, so the young generation holds every
+    object the list built, and collecting it was a pass over all of them (16 % of a list's
+    CPU, ~1 s at 100k sources). The cycles a list leaves are a few per page request."""
     gc.freeze()
 
 

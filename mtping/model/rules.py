@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import re
 import ssl
@@ -99,7 +100,7 @@ def is_json_media_type(content_type: str) -> bool:
 def json_problem(body: bytes) -> str | None:
     """RFC 8259 JSON text in UTF-8; NaN and Infinity, which Python would accept, are not JSON."""
     try:
-        json.loads(body.decode("utf-8"), parse_constant=_reject_constant)
+        _JSON.decode(body.decode("utf-8"))
     except UnicodeDecodeError:
         return "is not valid JSON: not UTF-8"
     except (ValueError, RecursionError) as error:
@@ -109,6 +110,10 @@ def json_problem(body: bytes) -> str | None:
 
 def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not a JSON value")
+
+
+# One decoder for every check: json.loads with an argument builds a new one per call.
+_JSON = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def decode_base64(text: str) -> bytes:
@@ -124,6 +129,7 @@ def decode_base64(text: str) -> bytes:
         raise ValueError("is not valid base64: only ASCII characters are allowed") from error
 
 
+@functools.lru_cache(maxsize=4096)
 def sink_uri_problem(uri: str, *, with_ref: bool) -> str | None:
     """Knative's Destination rule: a ref takes a relative uri, no ref needs an absolute URL."""
     if any(char.isspace() or not char.isprintable() for char in uri):
