@@ -28,12 +28,12 @@ from typing import Any
 
 from bench import workload
 from bench.adapters import memory_kib
+from mtping import gcpause
 from mtping.kube.client import connect
 from mtping.kube.watching import (
     PINGSOURCES,
     ListApplier,
     RawObject,
-    _gc_paused,
     _request_json,
     list_into,
 )
@@ -79,7 +79,7 @@ async def _child(kubeconfig: str, limit: int, applier_name: str, rv0: bool) -> d
         await _request_json(api, PINGSOURCES, limit=1)  # connection and credentials ready
         before = memory_kib_self()
         began = time.monotonic()
-        with _gc_paused():
+        with gcpause.paused():
             listed = await list_into(applier, fetch)
             applier.finish()
         seconds = time.monotonic() - began
