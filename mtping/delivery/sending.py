@@ -59,9 +59,13 @@ NO_TIME: Final = "deadline passed before the first attempt"
 # Seconds a resolved sink address is reused: Service DNS names rarely change, and a stale
 # address costs failed attempts only until its entry expires.
 _DNS_TTL: Final = 30.0
-# Seconds an idle pooled connection is kept. Shorter than a minute on purpose: with ticks every
-# minute, a server idle timeout of about a minute would close connections just as we reuse them.
-_KEEPALIVE: Final = 15.0
+# Seconds an idle pooled connection is kept: longer than a minute, so the connections of one
+# minute's burst carry the next (most schedules tick each minute) instead of every burst
+# opening (and for https, handshaking) them all again. A server closing sooner is seen when its
+# FIN arrives, and the connection leaves the pool. One that closes just as a request goes out
+# (a 60 s idle timeout meets a 60 s tick) costs a replay on a new connection (pool.py), which
+# is what the connection would have cost anyway. 75 s: nginx's default keepalive_timeout.
+_KEEPALIVE: Final = 75.0
 # Distinct CA bundles whose SSLContext is kept; the oldest is dropped past this.
 _TLS_CACHE_SIZE: Final = 256
 _RETRY_AFTER_STATUSES: Final = frozenset({429, 503})
