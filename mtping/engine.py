@@ -67,7 +67,7 @@ class Engine:
     ) -> None:
         self._reporter = reporter or LogOnlyReporter()
         self._deliveries = deliveries
-        self._gc_resumes: set[asyncio.Task[None]] = set()
+        self._gc_pauses: set[asyncio.Task[bool]] = set()
         self.scheduler: Scheduler[SourceKey, Firing] = Scheduler(fire=self._fire, catch_up=catch_up)
         self.dispatcher = Dispatcher(
             sender, per_origin_limit=per_origin_limit, on_outcome=self._on_outcome
@@ -98,17 +98,16 @@ class Engine:
             )
 
     def _pause_gc_during_burst(self) -> None:
-        """No cyclic collections until the burst's jobs are done, or `_BURST_GC_PAUSE` passed."""
+        """No cyclic collections until the burst's jobs are done, or `_BURST_GC_PAUSE` passed.
+        (Released by a done callback: it runs even if the wait is cancelled before it starts.)"""
         gcpause.hold()
-        resume = asyncio.create_task(self._resume_gc_when_drained(), name="resume gc")
-        self._gc_resumes.add(resume)
-        resume.add_done_callback(self._gc_resumes.discard)
+        drained = asyncio.create_task(self.dispatcher.drain(_BURST_GC_PAUSE), name="gc pause")
+        self._gc_pauses.add(drained)
+        drained.add_done_callback(self._end_gc_pause)
 
-    async def _resume_gc_when_drained(self) -> None:
-        try:
-            await self.dispatcher.drain(_BURST_GC_PAUSE)
-        finally:
-            gcpause.release()
+    def _end_gc_pause(self, drained: asyncio.Task[bool]) -> None:
+        self._gc_pauses.discard(drained)
+        gcpause.release()
 
     def _on_outcome(self, job: Job, outcome: Outcome) -> None:
         if self._deliveries is not None:
